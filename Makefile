@@ -1,0 +1,96 @@
+# whk - plain make.  `make check` and `make demo` install what they need.
+
+PREFIX	?= /usr/local
+BINDIR	?= $(PREFIX)/bin
+MANDIR	?= $(PREFIX)/share/man
+DATADIR	?= $(PREFIX)/share
+
+CC	?= cc
+CFLAGS	?= -O2 -g
+PKGS	 = libcurl sqlite3 libcrypto
+WARN	 = -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes -Wpointer-arith
+STD	 = -std=c11 -D_DEFAULT_SOURCE -D_GNU_SOURCE
+
+# SAN=1: AddressSanitizer and UndefinedBehaviorSanitizer, built apart.
+ifeq ($(SAN),1)
+MODE	 = san
+SANFLAGS = -fsanitize=address,undefined -fno-sanitize-recover=all \
+	   -fno-omit-frame-pointer -O1
+else
+MODE	 = rel
+SANFLAGS =
+endif
+
+PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
+PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
+		echo -lcurl -lsqlite3 -lcrypto)
+ALL_CFLAGS  = $(STD) $(WARN) $(CFLAGS) $(SANFLAGS) $(PKG_CFLAGS) -Ilib
+LIBS	    = $(PKG_LIBS) -ljq -lm
+
+PROGS	 = whk-ingest whk-endpoint
+LIBSRC	 = lib/util.c lib/lines.c lib/json.c lib/store.c lib/http.c lib/sign.c
+OBJDIR	 = build/$(MODE)
+LIBOBJ	 = $(LIBSRC:lib/%.c=$(OBJDIR)/lib/%.o)
+BINS	 = $(PROGS:%=bin/%)
+TESTBINS = bin/test-bench-load
+MAN1	 = $(PROGS:%=share/man/man1/%.1)
+
+all: $(BINS)
+
+# Switching between SAN=1 and a normal build relinks everything.
+$(OBJDIR)/.mode:
+	@rm -f build/*/.mode; mkdir -p $(OBJDIR); touch $@
+
+$(OBJDIR)/%.o: %.c lib/whk.h $(OBJDIR)/.mode
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -c -o $@ $<
+
+bin/%: $(OBJDIR)/cmd/%.o $(LIBOBJ) $(OBJDIR)/.mode
+	@mkdir -p bin
+	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $< $(LIBOBJ) $(LIBS)
+
+deps:
+	@sh tests/deps.sh
+
+check: deps
+	@$(MAKE) --no-print-directory all SAN=$(SAN)
+	@SAN=$(SAN) sh tests/run.sh $(TESTS)
+
+bench: deps all
+	@sh tests/bench/run.sh
+
+demo: deps all
+	@sh share/examples/demo.sh
+
+install: all
+	mkdir -p $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man1 \
+	    $(DESTDIR)$(MANDIR)/man7 \
+	    $(DESTDIR)$(DATADIR)/bash-completion/completions \
+	    $(DESTDIR)$(DATADIR)/zsh/site-functions \
+	    $(DESTDIR)$(DATADIR)/fish/vendor_completions.d
+	install -m 755 $(BINS) $(DESTDIR)$(BINDIR)/
+	install -m 644 $(MAN1) $(DESTDIR)$(MANDIR)/man1/
+	install -m 644 share/man/man7/whk.7 $(DESTDIR)$(MANDIR)/man7/
+	for p in $(PROGS); do \
+	    install -m 644 completions/bash/$$p \
+		$(DESTDIR)$(DATADIR)/bash-completion/completions/$$p; \
+	    install -m 644 completions/zsh/_$$p \
+		$(DESTDIR)$(DATADIR)/zsh/site-functions/_$$p; \
+	    install -m 644 completions/fish/$$p.fish \
+		$(DESTDIR)$(DATADIR)/fish/vendor_completions.d/$$p.fish; \
+	done
+
+uninstall:
+	for p in $(PROGS); do \
+	    rm -f $(DESTDIR)$(BINDIR)/$$p $(DESTDIR)$(MANDIR)/man1/$$p.1 \
+		$(DESTDIR)$(DATADIR)/bash-completion/completions/$$p \
+		$(DESTDIR)$(DATADIR)/zsh/site-functions/_$$p \
+		$(DESTDIR)$(DATADIR)/fish/vendor_completions.d/$$p.fish; \
+	done
+	rm -f $(DESTDIR)$(MANDIR)/man7/whk.7
+
+clean:
+	rm -rf bin build
+
+.PHONY: all deps check bench demo install uninstall clean
+.SECONDARY:

@@ -1,0 +1,111 @@
+/*
+ * lines.c - reading NDJSON: one bounded buffer per input, so memory stays
+ * flat however long the input and however long one of its lines.
+ */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "whk.h"
+
+#define READ_CHUNK	(64 * 1024)
+
+int
+whk_lines_init(struct whk_lines *r, int fd, size_t max)
+{
+	memset(r, 0, sizeof(*r));
+	r->fd = fd;
+	r->max = max;
+	r->cap = max + READ_CHUNK + 1;
+	if ((r->buf = malloc(r->cap)) == NULL)
+		return -1;
+	return 0;
+}
+
+void
+whk_lines_free(struct whk_lines *r)
+{
+	free(r->buf);
+	r->buf = NULL;
+}
+
+static ssize_t
+fill(struct whk_lines *r)
+{
+	ssize_t n;
+
+	if (r->start > 0) {
+		memmove(r->buf, r->buf + r->start, r->end - r->start);
+		r->end -= r->start;
+		r->scan -= r->start;
+		r->start = 0;
+	}
+	do
+		n = read(r->fd, r->buf + r->end, r->cap - 1 - r->end);
+	while (n == -1 && errno == EINTR);
+	if (n > 0)
+		r->end += (size_t)n;
+	else if (n == 0)
+		r->eof = 1;
+	return n;
+}
+
+/*
+ * A line longer than max is returned once, cut, with *too_long set; the
+ * rest of it is read and dropped without being kept.
+ */
+int
+whk_lines_next(struct whk_lines *r, const char **line, size_t *len,
+    int *too_long, struct whk_err *err)
+{
+	char *nl;
+	int dropping = 0;
+
+	*too_long = 0;
+	for (;;) {
+		nl = memchr(r->buf + r->scan, '\n', r->end - r->scan);
+		if (nl != NULL) {
+			*line = r->buf + r->start;
+			*len = (size_t)(nl - *line);
+			r->start = r->scan = (size_t)(nl - r->buf) + 1;
+			r->lineno++;
+			if (dropping) {
+				*too_long = 1;
+				*len = 0;
+			}
+			return 1;
+		}
+		r->scan = r->end;
+		if (r->end - r->start > r->max) {
+			/* Keep nothing of an overlong line. */
+			dropping = 1;
+			r->start = r->scan = r->end = 0;
+		}
+		if (r->eof) {
+			if (r->end == r->start && !dropping)
+				return 0;
+			*line = r->buf + r->start;
+			*len = dropping ? 0 : r->end - r->start;
+			*too_long = dropping;
+			r->start = r->scan = r->end;
+			r->lineno++;
+			return 1;
+		}
+		if (fill(r) == -1)
+			return whk_error(err, WHK_EXIT_SYSTEM, "read error: %s",
+			    strerror(errno));
+	}
+}
+
+/* Would whk_lines_next answer without waiting for the writer? */
+int
+whk_lines_ready(struct whk_lines *r)
+{
+	struct pollfd p = { .fd = r->fd, .events = POLLIN };
+
+	if (r->eof || memchr(r->buf + r->scan, '\n', r->end - r->scan))
+		return 1;
+	return poll(&p, 1, 0) > 0;
+}

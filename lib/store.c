@@ -1,0 +1,702 @@
+/*
+ * store.c - all SQL lives here and only here.
+ *
+ * One SQLite file in WAL mode with synchronous=FULL: a transaction that
+ * committed survives a crash of the process and of the machine.  Writers
+ * begin IMMEDIATE so that two of them queue on the busy timeout instead
+ * of failing on a lock upgrade.  The schema is versioned with
+ * user_version and migrated forward on open, inside one transaction.
+ */
+#include <sys/stat.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#include "whk.h"
+
+#define APPLICATION_ID	0x77686b31	/* "whk1" */
+#define BUSY_TIMEOUT_MS	5000
+
+/*
+ * Migrations, oldest first.  Never edit one that has shipped: add the
+ * next.  The tables hold the whole design; see share/schema.md.
+ */
+static const char *migrations[] = {
+	/* 1 */
+	"CREATE TABLE endpoints("
+	"  id INTEGER PRIMARY KEY,"
+	"  name TEXT NOT NULL,"
+	"  url TEXT NOT NULL,"
+	"  secret TEXT NOT NULL,"
+	"  old_secret TEXT,"
+	"  old_secret_until INTEGER,"
+	"  tenant TEXT,"
+	"  types TEXT,"
+	"  filter TEXT,"
+	"  group_by TEXT,"
+	"  template TEXT,"
+	"  headers TEXT,"
+	"  batch INTEGER NOT NULL DEFAULT 1,"
+	"  batch_bytes INTEGER NOT NULL DEFAULT 262144,"
+	"  window_ms INTEGER NOT NULL DEFAULT 0,"
+	"  timeout_ms INTEGER NOT NULL DEFAULT 15000,"
+	"  concurrency INTEGER NOT NULL DEFAULT 8,"
+	"  rate INTEGER,"
+	"  schedule TEXT,"
+	"  allow_private INTEGER NOT NULL DEFAULT 0,"
+	"  disabled_at INTEGER,"
+	"  disabled_reason TEXT,"
+	"  removed_at INTEGER,"
+	"  created_at INTEGER NOT NULL,"
+	"  updated_at INTEGER NOT NULL);"
+	/* A removed endpoint keeps its history and frees its name. */
+	"CREATE UNIQUE INDEX endpoints_name ON endpoints(name)"
+	"  WHERE removed_at IS NULL;"
+
+	"CREATE TABLE events("
+	"  seq INTEGER PRIMARY KEY,"
+	"  id TEXT NOT NULL UNIQUE,"
+	"  key TEXT UNIQUE,"
+	"  type TEXT,"
+	"  tenant TEXT,"
+	"  received_at INTEGER NOT NULL,"
+	"  routed_at INTEGER,"
+	"  body TEXT NOT NULL);"
+	/* whk-batch --pending: proportional to what is pending. */
+	"CREATE INDEX events_unrouted ON events(seq) WHERE routed_at IS NULL;"
+	"CREATE TRIGGER events_append_only"
+	"  BEFORE UPDATE OF seq, id, key, type, tenant, received_at, body"
+	"  ON events BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;"
+
+	"CREATE TABLE webhooks("
+	"  seq INTEGER PRIMARY KEY,"
+	"  id TEXT NOT NULL UNIQUE,"
+	"  endpoint_id INTEGER NOT NULL REFERENCES endpoints(id),"
+	"  state TEXT NOT NULL DEFAULT 'pending',"
+	"  events INTEGER NOT NULL,"
+	"  bytes INTEGER NOT NULL,"
+	"  body BLOB NOT NULL,"
+	"  group_key TEXT,"
+	"  created_at INTEGER NOT NULL,"
+	"  first_event_at INTEGER NOT NULL,"
+	"  attempts INTEGER NOT NULL DEFAULT 0,"
+	"  next_at INTEGER,"
+	"  not_before INTEGER,"
+	"  lease_until INTEGER,"
+	"  lease_owner TEXT,"
+	"  resend INTEGER NOT NULL DEFAULT 0,"
+	"  last_attempt_at INTEGER,"
+	"  last_status INTEGER,"
+	"  last_error TEXT,"
+	"  delivered_at INTEGER);"
+	/* The first-attempt lane, per endpoint, oldest first. */
+	"CREATE INDEX webhooks_fresh ON webhooks(endpoint_id, seq)"
+	"  WHERE attempts = 0 AND state = 'pending';"
+	/* The slow lane: what is due, and leases of dead deliverers. */
+	"CREATE INDEX webhooks_due ON webhooks(next_at)"
+	"  WHERE state IN ('pending', 'failed') AND attempts > 0;"
+	"CREATE INDEX webhooks_leased ON webhooks(lease_until)"
+	"  WHERE lease_until IS NOT NULL;"
+	"CREATE INDEX webhooks_by_endpoint ON webhooks(endpoint_id, state, seq);"
+	"CREATE INDEX webhooks_by_state ON webhooks(state, seq);"
+
+	/* One row per (event, endpoint): the key makes fan-out exactly once. */
+	"CREATE TABLE webhook_events("
+	"  event_seq INTEGER NOT NULL REFERENCES events(seq),"
+	"  endpoint_id INTEGER NOT NULL REFERENCES endpoints(id),"
+	"  webhook_seq INTEGER NOT NULL REFERENCES webhooks(seq),"
+	"  PRIMARY KEY(event_seq, endpoint_id)) WITHOUT ROWID;"
+	"CREATE INDEX webhook_events_webhook ON webhook_events(webhook_seq);"
+
+	"CREATE TABLE attempts("
+	"  seq INTEGER PRIMARY KEY,"
+	"  id TEXT NOT NULL UNIQUE,"
+	"  webhook_seq INTEGER NOT NULL REFERENCES webhooks(seq),"
+	"  endpoint_id INTEGER NOT NULL REFERENCES endpoints(id),"
+	"  n INTEGER NOT NULL,"
+	"  kind TEXT NOT NULL,"
+	"  started_at INTEGER NOT NULL,"
+	"  ms INTEGER,"
+	"  status INTEGER,"
+	"  outcome TEXT NOT NULL,"
+	"  error TEXT,"
+	"  response TEXT,"
+	"  retry_after INTEGER);"
+	"CREATE INDEX attempts_by_webhook ON attempts(webhook_seq, n);"
+	"CREATE INDEX attempts_by_endpoint ON attempts(endpoint_id, seq);"
+	"CREATE TRIGGER attempts_append_only BEFORE UPDATE ON attempts"
+	"  BEGIN SELECT RAISE(ABORT, 'attempts are append-only'); END;",
+};
+
+#define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
+
+enum stmt {
+	S_EVENT_INSERT,
+	S_EVENT_BY_KEY,
+	S_ENDPOINT_GET,
+	S_ENDPOINT_LIST,
+	S_ENDPOINT_INSERT,
+	S_ENDPOINT_UPDATE,
+	S_ENDPOINT_HAS_WEBHOOKS,
+	S_ENDPOINT_DELETE,
+	S_ENDPOINT_RETIRE,
+	S_BEGIN,
+	S_COMMIT,
+	S_ROLLBACK,
+	S_COUNT
+};
+
+#define ENDPOINT_COLUMNS \
+	"id, name, url, secret, old_secret, old_secret_until, tenant, types," \
+	" filter, group_by, headers, batch, batch_bytes, window_ms," \
+	" timeout_ms, concurrency, allow_private, disabled_at," \
+	" disabled_reason, created_at, updated_at"
+
+static const char *sql[S_COUNT] = {
+	[S_EVENT_INSERT] =
+	    "INSERT INTO events(id, key, type, tenant, received_at, body)"
+	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(key) DO NOTHING",
+	[S_EVENT_BY_KEY] = "SELECT id FROM events WHERE key = ?1",
+	[S_ENDPOINT_GET] = "SELECT " ENDPOINT_COLUMNS " FROM endpoints"
+	    " WHERE name = ?1 AND removed_at IS NULL",
+	[S_ENDPOINT_LIST] = "SELECT " ENDPOINT_COLUMNS " FROM endpoints"
+	    " WHERE removed_at IS NULL ORDER BY name",
+	[S_ENDPOINT_INSERT] = "INSERT INTO endpoints(name, url, secret,"
+	    " old_secret, old_secret_until, tenant, types, filter, group_by,"
+	    " headers, batch, batch_bytes, window_ms, timeout_ms, concurrency,"
+	    " allow_private, disabled_at, disabled_reason, created_at,"
+	    " updated_at) VALUES(?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
+	    " ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?20)",
+	[S_ENDPOINT_UPDATE] = "UPDATE endpoints SET name = ?2, url = ?3,"
+	    " secret = ?4, old_secret = ?5, old_secret_until = ?6,"
+	    " tenant = ?7, types = ?8, filter = ?9, group_by = ?10,"
+	    " headers = ?11, batch = ?12, batch_bytes = ?13, window_ms = ?14,"
+	    " timeout_ms = ?15, concurrency = ?16, allow_private = ?17,"
+	    " disabled_at = ?18, disabled_reason = ?19, updated_at = ?20"
+	    " WHERE id = ?1 AND removed_at IS NULL",
+	[S_ENDPOINT_HAS_WEBHOOKS] =
+	    "SELECT EXISTS(SELECT 1 FROM webhooks WHERE endpoint_id = ?1)",
+	[S_ENDPOINT_DELETE] = "DELETE FROM endpoints WHERE id = ?1",
+	[S_ENDPOINT_RETIRE] = "UPDATE endpoints SET removed_at = ?2,"
+	    " disabled_at = coalesce(disabled_at, ?2),"
+	    " disabled_reason = coalesce(disabled_reason, 'removed'),"
+	    " updated_at = ?2 WHERE id = ?1",
+	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_COMMIT] = "COMMIT",
+	[S_ROLLBACK] = "ROLLBACK",
+};
+
+struct whk_store {
+	sqlite3		*db;
+	char		*path;
+	int		 busy_ms;
+	sqlite3_stmt	*stmt[S_COUNT];
+};
+
+/* Map SQLite's answer to our one-line errors and exit statuses. */
+static int
+fail(struct whk_store *s, struct whk_err *err, int rc, const char *doing)
+{
+	int status = WHK_EXIT_STORE;
+	const char *why = s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
+
+	switch (rc & 0xff) {
+	case SQLITE_BUSY:
+	case SQLITE_LOCKED:
+		return whk_error(err, status, "store '%s' is locked by another "
+		    "process (waited %dms)", s->path, s->busy_ms);
+	case SQLITE_READONLY:
+		return whk_error(err, status, "store '%s' is read-only",
+		    s->path);
+	case SQLITE_FULL:
+		return whk_error(err, status, "store '%s': disk full", s->path);
+	case SQLITE_NOMEM:
+		status = WHK_EXIT_SYSTEM;
+		break;
+	}
+	return whk_error(err, status, "%s '%s': %s", doing, s->path, why);
+}
+
+static sqlite3_stmt *
+stmt(struct whk_store *s, enum stmt which, struct whk_err *err)
+{
+	int rc;
+
+	if (s->stmt[which]) {
+		sqlite3_reset(s->stmt[which]);
+		sqlite3_clear_bindings(s->stmt[which]);
+		return s->stmt[which];
+	}
+	rc = sqlite3_prepare_v3(s->db, sql[which], -1,
+	    SQLITE_PREPARE_PERSISTENT, &s->stmt[which], NULL);
+	if (rc != SQLITE_OK) {
+		fail(s, err, rc, "store");
+		return NULL;
+	}
+	return s->stmt[which];
+}
+
+static int
+exec(struct whk_store *s, const char *q, struct whk_err *err)
+{
+	int rc = sqlite3_exec(s->db, q, NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? 0 : fail(s, err, rc, "store");
+}
+
+static int
+pragma_int(struct whk_store *s, const char *q, int64_t *out,
+    struct whk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((rc = sqlite3_prepare_v2(s->db, q, -1, &st, NULL)) != SQLITE_OK)
+		return fail(s, err, rc, "cannot open");
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return fail(s, err, rc, "cannot open");
+	return 0;
+}
+
+static int
+busy_timeout(struct whk_err *err)
+{
+	const char *env = getenv("WHK_BUSY_TIMEOUT");
+	int64_t ms;
+
+	if (env == NULL || *env == '\0')
+		return BUSY_TIMEOUT_MS;
+	if (whk_parse_duration(env, &ms, err) == -1 || ms > 3600000)
+		return -1;
+	return (int)ms;
+}
+
+/*
+ * Bring the schema up to date.  The version is read again under the
+ * write lock: two programs opening a new store at once migrate it once.
+ */
+static int
+migrate(struct whk_store *s, struct whk_err *err)
+{
+	int64_t version, app, objects;
+	char q[64];
+	int rc;
+
+	if (pragma_int(s, "PRAGMA user_version", &version, err) == -1 ||
+	    pragma_int(s, "PRAGMA application_id", &app, err) == -1)
+		return -1;
+	if (version == NMIGRATIONS && app == APPLICATION_ID)
+		return 0;
+	if (exec(s, "BEGIN IMMEDIATE", err) == -1)
+		return -1;
+	if (pragma_int(s, "PRAGMA user_version", &version, err) == -1 ||
+	    pragma_int(s, "PRAGMA application_id", &app, err) == -1 ||
+	    pragma_int(s, "SELECT count(*) FROM sqlite_master", &objects,
+	    err) == -1)
+		goto fail;
+	if (app != APPLICATION_ID && (objects > 0 || version > 0)) {
+		whk_error(err, WHK_EXIT_STORE,
+		    "cannot open '%s': not a whk store", s->path);
+		goto fail;
+	}
+	if (version > NMIGRATIONS) {
+		whk_error(err, WHK_EXIT_STORE, "cannot open '%s': schema "
+		    "version %lld is newer than this whk knows (%d)", s->path,
+		    (long long)version, NMIGRATIONS);
+		goto fail;
+	}
+	for (; version < NMIGRATIONS; version++) {
+		if ((rc = sqlite3_exec(s->db, migrations[version], NULL, NULL,
+		    NULL)) != SQLITE_OK) {
+			fail(s, err, rc, "cannot migrate");
+			goto fail;
+		}
+	}
+	snprintf(q, sizeof(q), "PRAGMA user_version = %d", NMIGRATIONS);
+	if (exec(s, q, err) == -1)
+		goto fail;
+	snprintf(q, sizeof(q), "PRAGMA application_id = %d", APPLICATION_ID);
+	if (exec(s, q, err) == -1 || exec(s, "COMMIT", err) == -1)
+		goto fail;
+	return 0;
+fail:
+	sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	return -1;
+}
+
+struct whk_store *
+whk_store_open(const char *path, struct whk_err *err)
+{
+	struct whk_store *s;
+	int fd, rc;
+	int64_t ro;
+
+	if ((s = calloc(1, sizeof(*s))) == NULL ||
+	    (s->path = strdup(path)) == NULL) {
+		free(s);
+		whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		return NULL;
+	}
+	if ((s->busy_ms = busy_timeout(err)) < 0)
+		goto fail;
+	/*
+	 * Create the file ourselves so that it is 0600 from its first
+	 * moment; SQLite gives -wal and -shm the mode of the database.
+	 */
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+	if (fd >= 0)
+		close(fd);
+	else if (errno != EEXIST) {
+		whk_error(err, WHK_EXIT_STORE, "cannot open '%s': %s", path,
+		    strerror(errno));
+		goto fail;
+	}
+	rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE |
+	    SQLITE_OPEN_NOMUTEX, NULL);
+	if (rc != SQLITE_OK) {
+		fail(s, err, rc, "cannot open");
+		goto fail;
+	}
+	sqlite3_extended_result_codes(s->db, 1);
+	sqlite3_busy_timeout(s->db, s->busy_ms);
+	if (sqlite3_db_readonly(s->db, "main") == 1) {
+		whk_error(err, WHK_EXIT_STORE, "cannot open '%s': store is "
+		    "read-only", path);
+		goto fail;
+	}
+	if (pragma_int(s, "PRAGMA journal_mode = WAL", &ro, err) == -1)
+		goto fail;
+	if (exec(s, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+	    err) == -1 || migrate(s, err) == -1)
+		goto fail;
+	return s;
+fail:
+	whk_store_close(s);
+	return NULL;
+}
+
+void
+whk_store_close(struct whk_store *s)
+{
+	int i;
+
+	if (s == NULL)
+		return;
+	for (i = 0; i < S_COUNT; i++)
+		sqlite3_finalize(s->stmt[i]);
+	sqlite3_close(s->db);
+	free(s->path);
+	free(s);
+}
+
+const char *
+whk_store_file(const struct whk_store *s)
+{
+	return s->path;
+}
+
+int
+whk_store_schema_version(void)
+{
+	return NMIGRATIONS;
+}
+
+static int
+step_done(struct whk_store *s, sqlite3_stmt *st, struct whk_err *err)
+{
+	int rc = sqlite3_step(st);
+
+	sqlite3_reset(st);
+	if (rc != SQLITE_DONE)
+		return fail(s, err, rc, "store");
+	return 0;
+}
+
+int
+whk_store_begin(struct whk_store *s, struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_BEGIN, err);
+
+	return st ? step_done(s, st, err) : -1;
+}
+
+int
+whk_store_commit(struct whk_store *s, struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_COMMIT, err);
+
+	if (st == NULL)
+		return -1;
+	if (step_done(s, st, err) == -1) {
+		whk_store_rollback(s);
+		return -1;
+	}
+	return 0;
+}
+
+void
+whk_store_rollback(struct whk_store *s)
+{
+	if (!sqlite3_get_autocommit(s->db))
+		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+}
+
+static int
+bind_text(sqlite3_stmt *st, int i, const char *v)
+{
+	return v ? sqlite3_bind_text(st, i, v, -1, SQLITE_STATIC) :
+	    sqlite3_bind_null(st, i);
+}
+
+static int
+bind_ms(sqlite3_stmt *st, int i, int64_t v)
+{
+	return v ? sqlite3_bind_int64(st, i, v) : sqlite3_bind_null(st, i);
+}
+
+int
+whk_store_event_add(struct whk_store *s, const struct whk_event *ev,
+    char id[WHK_ID_LEN], int *duplicate, struct whk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	*duplicate = 0;
+	if (whk_id_new("evt", id, err) == -1 ||
+	    (st = stmt(s, S_EVENT_INSERT, err)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	bind_text(st, 2, ev->key);
+	bind_text(st, 3, ev->type);
+	bind_text(st, 4, ev->tenant);
+	sqlite3_bind_int64(st, 5, whk_now_ms());
+	sqlite3_bind_text(st, 6, ev->body, (int)ev->body_len, SQLITE_STATIC);
+	if (step_done(s, st, err) == -1)
+		return -1;
+	if (sqlite3_changes(s->db) == 1)
+		return 0;
+	/* The key was seen before: answer with the first event's id. */
+	if ((st = stmt(s, S_EVENT_BY_KEY, err)) == NULL)
+		return -1;
+	bind_text(st, 1, ev->key);
+	rc = sqlite3_step(st);
+	if (rc != SQLITE_ROW) {
+		sqlite3_reset(st);
+		return fail(s, err, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc,
+		    "store");
+	}
+	snprintf(id, WHK_ID_LEN, "%s", sqlite3_column_text(st, 0));
+	sqlite3_reset(st);
+	*duplicate = 1;
+	return 0;
+}
+
+void
+whk_endpoint_defaults(struct whk_endpoint *e)
+{
+	memset(e, 0, sizeof(*e));
+	e->batch = 1;
+	e->batch_bytes = 256 * 1024;
+	e->timeout_ms = 15000;
+	e->concurrency = 8;
+}
+
+void
+whk_endpoint_clear(struct whk_endpoint *e)
+{
+	free(e->name);
+	free(e->url);
+	free(e->secret);
+	free(e->old_secret);
+	free(e->tenant);
+	free(e->types);
+	free(e->filter);
+	free(e->group_by);
+	free(e->headers);
+	free(e->disabled_reason);
+	whk_endpoint_defaults(e);
+}
+
+static char *
+column_dup(sqlite3_stmt *st, int i)
+{
+	const unsigned char *t = sqlite3_column_text(st, i);
+
+	return t ? strdup((const char *)t) : NULL;
+}
+
+static void
+endpoint_row(sqlite3_stmt *st, struct whk_endpoint *e)
+{
+	e->id = sqlite3_column_int64(st, 0);
+	e->name = column_dup(st, 1);
+	e->url = column_dup(st, 2);
+	e->secret = column_dup(st, 3);
+	e->old_secret = column_dup(st, 4);
+	e->old_secret_until = sqlite3_column_int64(st, 5);
+	e->tenant = column_dup(st, 6);
+	e->types = column_dup(st, 7);
+	e->filter = column_dup(st, 8);
+	e->group_by = column_dup(st, 9);
+	e->headers = column_dup(st, 10);
+	e->batch = sqlite3_column_int64(st, 11);
+	e->batch_bytes = sqlite3_column_int64(st, 12);
+	e->window_ms = sqlite3_column_int64(st, 13);
+	e->timeout_ms = sqlite3_column_int64(st, 14);
+	e->concurrency = sqlite3_column_int64(st, 15);
+	e->allow_private = sqlite3_column_int(st, 16);
+	e->disabled_at = sqlite3_column_int64(st, 17);
+	e->disabled_reason = column_dup(st, 18);
+	e->created_at = sqlite3_column_int64(st, 19);
+	e->updated_at = sqlite3_column_int64(st, 20);
+}
+
+static void
+endpoint_bind(sqlite3_stmt *st, const struct whk_endpoint *e, int64_t now)
+{
+	sqlite3_bind_int64(st, 1, e->id);
+	bind_text(st, 2, e->name);
+	bind_text(st, 3, e->url);
+	bind_text(st, 4, e->secret);
+	bind_text(st, 5, e->old_secret);
+	bind_ms(st, 6, e->old_secret_until);
+	bind_text(st, 7, e->tenant);
+	bind_text(st, 8, e->types);
+	bind_text(st, 9, e->filter);
+	bind_text(st, 10, e->group_by);
+	bind_text(st, 11, e->headers);
+	sqlite3_bind_int64(st, 12, e->batch);
+	sqlite3_bind_int64(st, 13, e->batch_bytes);
+	sqlite3_bind_int64(st, 14, e->window_ms);
+	sqlite3_bind_int64(st, 15, e->timeout_ms);
+	sqlite3_bind_int64(st, 16, e->concurrency);
+	sqlite3_bind_int(st, 17, e->allow_private != 0);
+	bind_ms(st, 18, e->disabled_at);
+	bind_text(st, 19, e->disabled_reason);
+	sqlite3_bind_int64(st, 20, now);
+}
+
+int
+whk_store_endpoint_get(struct whk_store *s, const char *name,
+    struct whk_endpoint *e, struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_ENDPOINT_GET, err);
+	int rc;
+
+	whk_endpoint_defaults(e);
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, name);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW)
+		endpoint_row(st, e);
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	if (rc == SQLITE_DONE)
+		return 1;
+	return fail(s, err, rc, "store");
+}
+
+int
+whk_store_endpoint_add(struct whk_store *s, const struct whk_endpoint *e,
+    struct whk_err *err)
+{
+	struct whk_endpoint old;
+	sqlite3_stmt *st;
+	int rc;
+
+	if ((rc = whk_store_endpoint_get(s, e->name, &old, err)) != 1) {
+		whk_endpoint_clear(&old);
+		return rc == 0 ? 1 : -1;
+	}
+	if ((st = stmt(s, S_ENDPOINT_INSERT, err)) == NULL)
+		return -1;
+	endpoint_bind(st, e, whk_now_ms());
+	return step_done(s, st, err);
+}
+
+int
+whk_store_endpoint_update(struct whk_store *s, const struct whk_endpoint *e,
+    struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_ENDPOINT_UPDATE, err);
+
+	if (st == NULL)
+		return -1;
+	endpoint_bind(st, e, whk_now_ms());
+	if (step_done(s, st, err) == -1)
+		return -1;
+	return sqlite3_changes(s->db) == 1 ? 0 : 1;
+}
+
+/* An endpoint with history is retired, not deleted: attempts name it. */
+int
+whk_store_endpoint_remove(struct whk_store *s, const char *name,
+    int *kept_history, struct whk_err *err)
+{
+	struct whk_endpoint e;
+	sqlite3_stmt *st;
+	int rc, has;
+
+	*kept_history = 0;
+	if ((rc = whk_store_endpoint_get(s, name, &e, err)) != 0)
+		return rc;
+	if ((st = stmt(s, S_ENDPOINT_HAS_WEBHOOKS, err)) == NULL)
+		goto fail;
+	sqlite3_bind_int64(st, 1, e.id);
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+		sqlite3_reset(st);
+		fail(s, err, rc, "store");
+		goto fail;
+	}
+	has = sqlite3_column_int(st, 0);
+	sqlite3_reset(st);
+	if ((st = stmt(s, has ? S_ENDPOINT_RETIRE : S_ENDPOINT_DELETE,
+	    err)) == NULL)
+		goto fail;
+	sqlite3_bind_int64(st, 1, e.id);
+	if (has)
+		sqlite3_bind_int64(st, 2, whk_now_ms());
+	if (step_done(s, st, err) == -1)
+		goto fail;
+	*kept_history = has;
+	whk_endpoint_clear(&e);
+	return 0;
+fail:
+	whk_endpoint_clear(&e);
+	return -1;
+}
+
+int
+whk_store_endpoint_each(struct whk_store *s, whk_endpoint_fn fn, void *arg,
+    struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_ENDPOINT_LIST, err);
+	struct whk_endpoint e;
+	int rc;
+
+	if (st == NULL)
+		return -1;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		whk_endpoint_defaults(&e);
+		endpoint_row(st, &e);
+		rc = fn(&e, arg);
+		whk_endpoint_clear(&e);
+		if (rc != 0) {
+			sqlite3_reset(st);
+			return rc;
+		}
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
+}

@@ -1,0 +1,219 @@
+/*
+ * whk.h - the whk library: store, JSON and jq, HTTP, signing, utilities.
+ *
+ * The library never exits and never prints.  Every call that can fail
+ * takes a struct whk_err and fills it in; cmd/ reports it and turns its
+ * class into the exit status shared by every program (see whk(7)).
+ */
+#ifndef WHK_H
+#define WHK_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define WHK_VERSION "0.1.0"
+
+/* Exit statuses, the same for every command. */
+enum {
+	WHK_EXIT_OK = 0,	/* all done */
+	WHK_EXIT_PARTIAL = 1,	/* done, some records rejected or failed */
+	WHK_EXIT_USAGE = 2,	/* bad command line or option value */
+	WHK_EXIT_STORE = 3,	/* store locked, read-only, corrupt, full */
+	WHK_EXIT_SYSTEM = 4	/* any other system error */
+};
+
+/* An error: its class is the exit status it deserves. */
+struct whk_err {
+	int	 status;	/* one of WHK_EXIT_* */
+	char	 msg[512];
+};
+
+int	 whk_error(struct whk_err *, int status, const char *fmt, ...)
+	    __attribute__((format(printf, 3, 4)));
+
+/* Growable byte buffer; never fails silently: whk_buf_oom() tells. */
+struct whk_buf {
+	char	*data;
+	size_t	 len;
+	size_t	 cap;
+	int	 oom;
+};
+
+void	 whk_buf_add(struct whk_buf *, const void *, size_t);
+void	 whk_buf_puts(struct whk_buf *, const char *);
+void	 whk_buf_printf(struct whk_buf *, const char *, ...)
+	    __attribute__((format(printf, 2, 3)));
+void	 whk_buf_json_str(struct whk_buf *, const char *);	/* null if NULL */
+void	 whk_buf_json_strn(struct whk_buf *, const char *, size_t);
+void	 whk_buf_reset(struct whk_buf *);
+void	 whk_buf_free(struct whk_buf *);
+
+/* Parsing of the common value syntaxes. Return 0 or -1 (and fill err). */
+int	 whk_parse_duration(const char *, int64_t *ms, struct whk_err *);
+int	 whk_parse_size(const char *, int64_t *bytes, struct whk_err *);
+int	 whk_parse_uint(const char *, int64_t min, int64_t max, int64_t *,
+	    struct whk_err *);
+int	 whk_parse_time(const char *, int64_t *ms, struct whk_err *);
+void	 whk_format_duration(int64_t ms, char *, size_t);
+void	 whk_format_time(int64_t ms, char *, size_t);	/* RFC 3339, UTC */
+
+/* The clock: real time, or WHK_NOW when set (tests walk weeks in seconds). */
+int	 whk_now_init(struct whk_err *);
+int64_t	 whk_now_ms(void);
+
+/* Time-sortable unique ids: prefix "evt", "msg", "atm". */
+#define WHK_ID_LEN 31	/* "xxx_" + 26 + NUL */
+int	 whk_id_new(const char *prefix, char out[WHK_ID_LEN], struct whk_err *);
+/* The smallest id of the given prefix made at or after ms. */
+void	 whk_id_floor(const char *prefix, int64_t ms, char out[WHK_ID_LEN]);
+
+/* Text checks. */
+int	 whk_utf8_valid(const char *, size_t, size_t *bad_offset);
+int	 whk_name_valid(const char *);	/* endpoint names */
+int	 whk_glob_list_valid(const char *, struct whk_err *);
+int	 whk_glob_list_match(const char *list, const char *type);
+int	 whk_header_valid(const char *, struct whk_err *);
+
+/* Addresses that must not be reached unless an endpoint allows it. */
+int	 whk_ip_literal_private(const char *host, int *is_literal);
+int	 whk_sockaddr_private(const void *sockaddr);
+
+/* Where the store lives: -s, else $WHK_STORE, else the XDG data dir. */
+int	 whk_store_path(const char *opt, char *out, size_t, struct whk_err *);
+
+/*
+ * lines.c: NDJSON input with a bounded buffer, and a way to tell whether
+ * the next line would block, so writers commit when their input pauses.
+ */
+struct whk_lines {
+	int	 fd;
+	char	*buf;
+	size_t	 cap, start, end, scan;
+	size_t	 max;		/* longest line kept */
+	int	 eof;
+	int64_t	 lineno;
+};
+int	 whk_lines_init(struct whk_lines *, int fd, size_t max);
+/* 1 and a line (without its end of line), 0 at end, -1 on error. */
+int	 whk_lines_next(struct whk_lines *, const char **, size_t *,
+	    int *too_long, struct whk_err *);
+int	 whk_lines_ready(struct whk_lines *);
+void	 whk_lines_free(struct whk_lines *);
+
+/*
+ * sign.c: secrets and Standard Webhooks signatures (libcrypto).
+ */
+int	 whk_secret_new(char *out, size_t, struct whk_err *);
+int	 whk_secret_valid(const char *, struct whk_err *);
+void	 whk_secret_redact(const char *secret, char *out, size_t);
+
+/*
+ * http.c: URL checks (libcurl's URL parser).
+ */
+struct whk_url {
+	char	 scheme[8];
+	char	 host[256];
+	int	 port;
+};
+int	 whk_url_parse(const char *, struct whk_url *, struct whk_err *);
+/* Refuse private and loopback destinations unless allowed. */
+int	 whk_url_check(const char *, int allow_private, struct whk_err *);
+
+/*
+ * json.c: all use of jv and jq.
+ */
+struct whk_jq;
+struct whk_jq	*whk_jq_compile(const char *expr, const char *what,
+		    struct whk_err *);
+void		 whk_jq_free(struct whk_jq *);
+
+/* How whk-ingest turns a line into an event. */
+struct whk_ingest_rules {
+	struct whk_jq	*map;
+	struct whk_jq	*type_from;
+	struct whk_jq	*tenant_from;
+	struct whk_jq	*key_from;
+	struct whk_jq	*require;
+};
+
+/* An event as stored: body is the raw line unless mapped. */
+struct whk_event {
+	const char	*body;		/* not NUL-terminated necessarily */
+	size_t		 body_len;
+	char		*type;		/* NULL when absent */
+	char		*tenant;
+	char		*key;
+	char		*mapped;	/* owned body when --map rewrote it */
+};
+
+/*
+ * Validate one input line and extract its fields.  Returns 0, or -1 with
+ * the reason in err (err->status WHK_EXIT_PARTIAL: the line is rejected).
+ */
+int	 whk_event_parse(const char *line, size_t len,
+	    const struct whk_ingest_rules *, struct whk_event *,
+	    struct whk_err *);
+void	 whk_event_clear(struct whk_event *);
+
+/*
+ * store.c: all SQL.
+ */
+struct whk_store;
+
+struct whk_store *whk_store_open(const char *path, struct whk_err *);
+void		 whk_store_close(struct whk_store *);
+const char	*whk_store_file(const struct whk_store *);
+int		 whk_store_begin(struct whk_store *, struct whk_err *);
+int		 whk_store_commit(struct whk_store *, struct whk_err *);
+void		 whk_store_rollback(struct whk_store *);
+int		 whk_store_schema_version(void);
+
+struct whk_endpoint {
+	int64_t	 id;
+	char	*name;
+	char	*url;
+	char	*secret;
+	char	*old_secret;		/* valid until old_secret_until */
+	int64_t	 old_secret_until;	/* ms; 0 when none */
+	char	*tenant;
+	char	*types;
+	char	*filter;
+	char	*group_by;
+	char	*headers;		/* "K: V" lines joined by '\n' */
+	int64_t	 batch;
+	int64_t	 batch_bytes;
+	int64_t	 window_ms;
+	int64_t	 timeout_ms;
+	int64_t	 concurrency;
+	int	 allow_private;
+	int64_t	 disabled_at;		/* ms; 0 when enabled */
+	char	*disabled_reason;
+	int64_t	 created_at;
+	int64_t	 updated_at;
+};
+
+void	 whk_endpoint_defaults(struct whk_endpoint *);
+void	 whk_endpoint_clear(struct whk_endpoint *);
+
+/* Return 0, 1 when not found (or already exists for add), -1 on error. */
+int	 whk_store_endpoint_add(struct whk_store *, const struct whk_endpoint *,
+	    struct whk_err *);
+int	 whk_store_endpoint_get(struct whk_store *, const char *name,
+	    struct whk_endpoint *, struct whk_err *);
+int	 whk_store_endpoint_update(struct whk_store *,
+	    const struct whk_endpoint *, struct whk_err *);
+int	 whk_store_endpoint_remove(struct whk_store *, const char *name,
+	    int *kept_history, struct whk_err *);
+typedef int (*whk_endpoint_fn)(const struct whk_endpoint *, void *);
+int	 whk_store_endpoint_each(struct whk_store *, whk_endpoint_fn, void *,
+	    struct whk_err *);
+
+/*
+ * Store an event inside the open transaction.  id receives the new id,
+ * or the first event's id when the key was seen before (*duplicate = 1).
+ */
+int	 whk_store_event_add(struct whk_store *, const struct whk_event *,
+	    char id[WHK_ID_LEN], int *duplicate, struct whk_err *);
+
+#endif /* WHK_H */
