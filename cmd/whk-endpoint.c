@@ -143,6 +143,86 @@ replace(char **field, const char *value)
 	*field = dup_or_null(value);
 }
 
+/* Every value is printed back as JSON: it must be UTF-8 text. */
+static void
+check_text(const char *s, const char *what)
+{
+	size_t bad;
+
+	if (s && !whk_utf8_valid(s, strlen(s), &bad))
+		die(WHK_EXIT_USAGE, "%s: invalid UTF-8 at byte %zu", what,
+		    bad + 1);
+}
+
+/*
+ * A header's value may be a credential: an error about a header shows
+ * its name only.  The library's message is taken for a copy with the
+ * value masked; if that copy is valid, the value itself was refused.
+ */
+static void
+check_header(const char *h)
+{
+	struct whk_err err, merr;
+	struct whk_buf m = { 0 };
+	const char *colon = strchr(h, ':');
+
+	check_text(h, "--header");
+	if (whk_header_valid(h, &err) == 0)
+		return;
+	if (colon)
+		whk_buf_add(&m, h, (size_t)(colon - h));
+	whk_buf_puts(&m, colon ? ": ********" : "********");
+	if (m.oom)
+		die(WHK_EXIT_SYSTEM, "out of memory");
+	if (whk_header_valid(m.data, &merr) == -1)
+		die(merr.status, "--header: %s", merr.msg);
+	die(err.status, "--header: invalid value for header '%.*s' (a line "
+	    "break or control character)", colon ? (int)(colon - h) : 0, h);
+}
+
+/*
+ * The URL with anything between "scheme://" and the last '@' of its
+ * authority masked: an error must not show a password.  NULL if there
+ * is nothing to mask.
+ */
+static char *
+url_masked(const char *url)
+{
+	struct whk_buf b = { 0 };
+	const char *start = strstr(url, "://"), *at = NULL, *p;
+	size_t end;
+
+	start = start ? start + 3 : url;
+	end = strcspn(start, "/?#\\");
+	for (p = start; p < start + end; p++)
+		if (*p == '@')
+			at = p;
+	if (at == NULL)
+		return NULL;
+	whk_buf_add(&b, url, (size_t)(start - url));
+	whk_buf_puts(&b, "********");
+	whk_buf_puts(&b, at);
+	if (b.oom)
+		die(WHK_EXIT_SYSTEM, "out of memory");
+	return b.data;
+}
+
+static void
+check_url(const char *url, int allow_private)
+{
+	struct whk_err err, merr;
+	char *masked;
+
+	if (whk_url_check(url, allow_private, &err) == 0)
+		return;
+	if ((masked = url_masked(url)) == NULL)
+		die(err.status, "%s", err.msg);
+	if (whk_url_check(masked, allow_private, &merr) == -1)
+		die(merr.status, "%s", merr.msg);
+	die(err.status, "invalid URL '%s': credentials belong in --header, "
+	    "not in the URL", masked);
+}
+
 static void
 check_jq(const char *expr, const char *what)
 {
@@ -219,6 +299,57 @@ set_header(struct whk_endpoint *e, const char *h)
 	e->headers = b.len ? b.data : (free(b.data), NULL);
 }
 
+/*
+ * Check every value given, before the store is touched: a usage error is
+ * one whatever the store holds.  Only whether the URL's host may be
+ * private waits for the endpoint's own setting, in apply().
+ */
+static void
+check_changes(const struct changes *c)
+{
+	struct whk_err err;
+	int64_t v;
+	int i;
+
+	if (c->url) {
+		check_text(c->url, "--url");
+		check_url(c->url, 1);
+	}
+	if (c->secret && whk_secret_valid(c->secret, &err) == -1)
+		die(err.status, "--secret: %s", err.msg);
+	check_text(c->tenant, "--tenant");
+	check_text(c->types, "--types");
+	if (c->types && *c->types &&
+	    whk_glob_list_valid(c->types, &err) == -1)
+		die(err.status, "--types: %s", err.msg);
+	if (c->filter) {
+		check_text(c->filter, "--filter");
+		check_jq(c->filter, "--filter");
+	}
+	if (c->group_by) {
+		check_text(c->group_by, "--group-by");
+		check_jq(c->group_by, "--group-by");
+	}
+	if (c->batch)
+		(void)number(c->batch, "--batch", 1, 10000);
+	if (c->batch_bytes) {
+		if (whk_parse_size(c->batch_bytes, &v, &err) == -1)
+			die(err.status, "--batch-bytes: %s", err.msg);
+		if (v < 1 || v > 64 * 1024 * 1024)
+			die(WHK_EXIT_USAGE, "--batch-bytes: '%s' is not between "
+			    "1 and 64M", c->batch_bytes);
+	}
+	if (c->window)
+		(void)duration(c->window, "--window", 0, 86400000);
+	if (c->timeout)
+		(void)duration(c->timeout, "--timeout", 100, 600000);
+	if (c->concurrency)
+		(void)number(c->concurrency, "--concurrency", 1, 1000);
+	for (i = 0; i < c->nheaders; i++)
+		check_header(c->headers[i]);
+}
+
+/* Apply changes that check_changes() accepted. */
 static void
 apply(struct whk_endpoint *e, const struct changes *c)
 {
@@ -227,35 +358,21 @@ apply(struct whk_endpoint *e, const struct changes *c)
 
 	if (c->url)
 		replace(&e->url, c->url);
-	if (c->secret) {
-		if (whk_secret_valid(c->secret, &err) == -1)
-			die(err.status, "--secret: %s", err.msg);
+	if (c->secret)
 		replace(&e->secret, c->secret);
-	}
 	if (c->tenant)
 		replace(&e->tenant, c->tenant);
-	if (c->types) {
-		if (*c->types && whk_glob_list_valid(c->types, &err) == -1)
-			die(err.status, "--types: %s", err.msg);
+	if (c->types)
 		replace(&e->types, c->types);
-	}
-	if (c->filter) {
-		check_jq(c->filter, "--filter");
+	if (c->filter)
 		replace(&e->filter, c->filter);
-	}
-	if (c->group_by) {
-		check_jq(c->group_by, "--group-by");
+	if (c->group_by)
 		replace(&e->group_by, c->group_by);
-	}
 	if (c->batch)
 		e->batch = number(c->batch, "--batch", 1, 10000);
-	if (c->batch_bytes) {
-		if (whk_parse_size(c->batch_bytes, &e->batch_bytes, &err) == -1)
-			die(err.status, "--batch-bytes: %s", err.msg);
-		if (e->batch_bytes < 1 || e->batch_bytes > 64 * 1024 * 1024)
-			die(WHK_EXIT_USAGE, "--batch-bytes: '%s' is not between "
-			    "1 and 64M", c->batch_bytes);
-	}
+	if (c->batch_bytes &&
+	    whk_parse_size(c->batch_bytes, &e->batch_bytes, &err) == -1)
+		die(err.status, "--batch-bytes: %s", err.msg);
 	if (c->window)
 		e->window_ms = duration(c->window, "--window", 0, 86400000);
 	if (c->timeout)
@@ -263,16 +380,12 @@ apply(struct whk_endpoint *e, const struct changes *c)
 	if (c->concurrency)
 		e->concurrency = number(c->concurrency, "--concurrency", 1,
 		    1000);
-	for (i = 0; i < c->nheaders; i++) {
-		if (whk_header_valid(c->headers[i], &err) == -1)
-			die(err.status, "--header: %s", err.msg);
+	for (i = 0; i < c->nheaders; i++)
 		set_header(e, c->headers[i]);
-	}
 	if (c->allow_private != -1)
 		e->allow_private = c->allow_private;
 	/* Whatever changed, the destination must still be allowed. */
-	if (whk_url_check(e->url, e->allow_private, &err) == -1)
-		die(err.status, "%s", err.msg);
+	check_url(e->url, e->allow_private);
 }
 
 static void
@@ -490,6 +603,7 @@ main(int argc, char *argv[])
 	const char *store_opt = NULL, *reason = NULL, *grace = NULL;
 	const char *format = NULL, *cmd;
 	char path[4096], secret[128];
+	int64_t grace_ms = DEFAULT_GRACE_MS;
 	int ch, rc, kept;
 
 	memset(&c, 0, sizeof(c));
@@ -575,6 +689,14 @@ main(int argc, char *argv[])
 		die(WHK_EXIT_USAGE, "--format: only with list");
 	if (reason && (strlen(reason) > 1024 || strpbrk(reason, "\n\r")))
 		die(WHK_EXIT_USAGE, "--reason: one line of at most 1024 bytes");
+	check_text(reason, "--reason");
+	if (strcmp(cmd, "add") == 0) {
+		check_text(argv[2], "url");
+		check_url(argv[2], 1);
+	}
+	check_changes(&c);
+	if (grace)
+		grace_ms = duration(grace, "--grace", 0, 30LL * 86400000);
 	table = format ? strcmp(format, "table") == 0 : isatty(STDOUT_FILENO);
 
 	/* Setup. */
@@ -645,18 +767,13 @@ main(int argc, char *argv[])
 				e.disabled_at = 0;
 				replace(&e.disabled_reason, NULL);
 			} else {	/* rotate-secret */
-				int64_t g = grace ? duration(grace, "--grace",
-				    0, 30LL * 86400000) : DEFAULT_GRACE_MS;
+				int64_t g = grace_ms;
 
 				if (c.secret == NULL) {
 					if (whk_secret_new(secret,
 					    sizeof(secret), &err) == -1)
 						die(err.status, "%s", err.msg);
-				} else if (whk_secret_valid(c.secret,
-				    &err) == -1)
-					die(err.status, "--secret: %s",
-					    err.msg);
-				else
+				} else
 					snprintf(secret, sizeof(secret), "%s",
 					    c.secret);
 				replace(&e.old_secret, g > 0 ? e.secret : NULL);

@@ -157,8 +157,16 @@ ingest_fd(struct ingest *in, int fd, const char *name, size_t max,
 		/* Input paused: commit now rather than keep anyone waiting. */
 		if (in->in_txn && !whk_lines_ready(&r) && commit(in, err) == -1)
 			break;
-		if ((rc = whk_lines_next(&r, &line, &len, &too_long, err)) <= 0)
+		if ((rc = whk_lines_next(&r, &line, &len, &too_long, err)) <= 0) {
+			if (rc == -1 && name) {
+				char msg[sizeof(err->msg)];
+
+				snprintf(msg, sizeof(msg), "%s: %s", name,
+				    err->msg);
+				memcpy(err->msg, msg, sizeof(msg));
+			}
 			break;
+		}
 		if (r.lineno == 1 && len >= 3 && memcmp(line, "\xef\xbb\xbf",
 		    3) == 0)
 			line += 3, len -= 3;	/* a BOM is not content */
@@ -193,13 +201,6 @@ ingest_fd(struct ingest *in, int fd, const char *name, size_t max,
 		}
 	}
 	whk_lines_free(&r);
-	if (rc == -1 && err->msg[0] && name && err->status == WHK_EXIT_SYSTEM &&
-	    strncmp(err->msg, "read error", 10) == 0) {
-		char msg[sizeof(err->msg)];
-
-		snprintf(msg, sizeof(msg), "%s: %s", name, err->msg);
-		memcpy(err->msg, msg, sizeof(msg));
-	}
 	return rc == -1 ? -1 : 0;
 }
 

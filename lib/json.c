@@ -310,13 +310,17 @@ whk_event_parse(const char *line, size_t len,
 		return -1;
 	if (len > 0x7fffffff)
 		return whk_error(err, WHK_EXIT_PARTIAL, "line too long");
+	/* jv_parse_sized quotes the line up to a NUL: it must have one. */
 	v = jv_parse_sized(line, (int)len);
 	if (!jv_is_valid(v)) {
 		jv msg = jv_invalid_get_msg(v);
+		const char *text = jv_get_kind(msg) == JV_KIND_STRING ?
+		    jv_string_value(msg) : "parse error";
+		const char *quote = strstr(text, " (while parsing '");
 
-		whk_error(err, WHK_EXIT_PARTIAL, "not JSON: %s",
-		    jv_get_kind(msg) == JV_KIND_STRING ?
-		    jv_string_value(msg) : "parse error");
+		/* The line itself is the caller's to quote, not ours. */
+		whk_error(err, WHK_EXIT_PARTIAL, "not JSON: %.*s",
+		    quote ? (int)(quote - text) : (int)strlen(text), text);
 		jv_free(msg);
 		return -1;
 	}
@@ -364,8 +368,8 @@ whk_event_parse(const char *line, size_t len,
 	    err) == -1 ||
 	    extract(r->tenant_from, jv_copy(v), "tenant", "tenant", 1,
 	    &ev->tenant, err) == -1 ||
-	    extract(r->key_from, jv_copy(v), "id", "key", 1, &ev->key,
-	    err) == -1)
+	    extract(r->key_from, jv_copy(v), "id", r->key_from ? "key" : "id",
+	    1, &ev->key, err) == -1)
 		goto fail;
 	jv_free(v);
 	return 0;

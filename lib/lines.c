@@ -53,7 +53,7 @@ fill(struct whk_lines *r)
 }
 
 /*
- * A line longer than max is returned once, cut, with *too_long set; the
+ * Lines come back NUL-terminated, in place.  A line longer than max is returned once, cut, with *too_long set; the
  * rest of it is read and dropped without being kept.
  */
 int
@@ -69,6 +69,7 @@ whk_lines_next(struct whk_lines *r, const char **line, size_t *len,
 		if (nl != NULL) {
 			*line = r->buf + r->start;
 			*len = (size_t)(nl - *line);
+			*nl = '\0';	/* parsers may read up to a NUL */
 			r->start = r->scan = (size_t)(nl - r->buf) + 1;
 			r->lineno++;
 			if (dropping) {
@@ -88,6 +89,7 @@ whk_lines_next(struct whk_lines *r, const char **line, size_t *len,
 				return 0;
 			*line = r->buf + r->start;
 			*len = dropping ? 0 : r->end - r->start;
+			r->buf[r->end] = '\0';
 			*too_long = dropping;
 			r->start = r->scan = r->end;
 			r->lineno++;

@@ -7,7 +7,9 @@
  * of failing on a lock upgrade.  The schema is versioned with
  * user_version and migrated forward on open, inside one transaction.
  */
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/statvfs.h>
 
 #include <errno.h>
 #include <fcntl.h>
@@ -198,6 +200,32 @@ struct whk_store {
 	sqlite3_stmt	*stmt[S_COUNT];
 };
 
+/*
+ * SQLite calls ENOSPC full but EFBIG and EDQUOT only an I/O error, and
+ * its errno is not reliable by the time we see it: look for ourselves.
+ */
+static int
+out_of_space(const struct whk_store *s)
+{
+	struct statvfs fs;
+	struct rlimit rl;
+	struct stat st;
+	char wal[4096 + 8];
+
+	if (statvfs(s->path, &fs) == 0 &&
+	    (uint64_t)fs.f_bavail * fs.f_frsize < 1024 * 1024)
+		return 1;
+	if (getrlimit(RLIMIT_FSIZE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
+		snprintf(wal, sizeof(wal), "%s-wal", s->path);
+		if ((stat(s->path, &st) == 0 &&
+		    (uint64_t)st.st_size + 65536 >= rl.rlim_cur) ||
+		    (stat(wal, &st) == 0 &&
+		    (uint64_t)st.st_size + 65536 >= rl.rlim_cur))
+			return 1;
+	}
+	return 0;
+}
+
 /* Map SQLite's answer to our one-line errors and exit statuses. */
 static int
 fail(struct whk_store *s, struct whk_err *err, int rc, const char *doing)
@@ -205,6 +233,8 @@ fail(struct whk_store *s, struct whk_err *err, int rc, const char *doing)
 	int status = WHK_EXIT_STORE;
 	const char *why = s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
 
+	if ((rc & 0xff) == SQLITE_IOERR && out_of_space(s))
+		rc = SQLITE_FULL;
 	switch (rc & 0xff) {
 	case SQLITE_BUSY:
 	case SQLITE_LOCKED:
@@ -415,9 +445,12 @@ step_done(struct whk_store *s, sqlite3_stmt *st, struct whk_err *err)
 {
 	int rc = sqlite3_step(st);
 
+	if (rc != SQLITE_DONE) {
+		fail(s, err, rc, "store");	/* before reset clears errno */
+		sqlite3_reset(st);
+		return -1;
+	}
 	sqlite3_reset(st);
-	if (rc != SQLITE_DONE)
-		return fail(s, err, rc, "store");
 	return 0;
 }
 

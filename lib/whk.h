@@ -148,7 +148,8 @@ struct whk_event {
 };
 
 /*
- * Validate one input line and extract its fields.  Returns 0, or -1 with
+ * Validate one input line and extract its fields.  line[len] must be
+ * readable and NUL (whk_lines_next gives lines so).  Returns 0, or -1 with
  * the reason in err (err->status WHK_EXIT_PARTIAL: the line is rejected).
  */
 int	 whk_event_parse(const char *line, size_t len,
