@@ -45,7 +45,7 @@ $(OBJDIR)/%.o: %.c lib/whk.h $(OBJDIR)/.mode
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c -o $@ $<
 
-bin/%: $(OBJDIR)/cmd/%.o $(LIBOBJ) $(OBJDIR)/.mode
+$(BINS): bin/%: $(OBJDIR)/cmd/%.o $(LIBOBJ) $(OBJDIR)/.mode
 	@mkdir -p bin
 	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $< $(LIBOBJ) $(LIBS)
 
@@ -93,4 +93,3 @@ clean:
 	rm -rf bin build
 
 .PHONY: all deps check bench demo install uninstall clean
-.SECONDARY:

@@ -181,46 +181,35 @@ check_header(const char *h)
 }
 
 /*
- * The URL with anything between "scheme://" and the last '@' of its
- * authority masked: an error must not show a password.  NULL if there
- * is nothing to mask.
+ * A URL may hold a password: in an error about it, whatever stands
+ * between "scheme://" and the last '@' is masked.  That may mask more
+ * than the user information (an '@' in the path, a password holding a
+ * '/'), which costs an error message a little detail and nothing else.
  */
-static char *
-url_masked(const char *url)
-{
-	struct whk_buf b = { 0 };
-	const char *start = strstr(url, "://"), *at = NULL, *p;
-	size_t end;
-
-	start = start ? start + 3 : url;
-	end = strcspn(start, "/?#\\");
-	for (p = start; p < start + end; p++)
-		if (*p == '@')
-			at = p;
-	if (at == NULL)
-		return NULL;
-	whk_buf_add(&b, url, (size_t)(start - url));
-	whk_buf_puts(&b, "********");
-	whk_buf_puts(&b, at);
-	if (b.oom)
-		die(WHK_EXIT_SYSTEM, "out of memory");
-	return b.data;
-}
-
 static void
 check_url(const char *url, int allow_private)
 {
-	struct whk_err err, merr;
-	char *masked;
+	struct whk_err err;
+	struct whk_buf b = { 0 };
+	const char *start = strstr(url, "://"), *at = strrchr(url, '@');
+	const char *p, *q;
+	size_t n;
 
 	if (whk_url_check(url, allow_private, &err) == 0)
 		return;
-	if ((masked = url_masked(url)) == NULL)
+	start = start ? start + 3 : url;
+	if (at == NULL || at <= start)
 		die(err.status, "%s", err.msg);
-	if (whk_url_check(masked, allow_private, &merr) == -1)
-		die(merr.status, "%s", merr.msg);
-	die(err.status, "invalid URL '%s': credentials belong in --header, "
-	    "not in the URL", masked);
+	n = (size_t)(at - start);
+	for (p = err.msg; (q = memmem(p, strlen(p), start, n)) != NULL;
+	    p = q + n) {
+		whk_buf_add(&b, p, (size_t)(q - p));
+		whk_buf_puts(&b, "********");
+	}
+	whk_buf_puts(&b, p);
+	if (b.oom)
+		die(WHK_EXIT_SYSTEM, "out of memory");
+	die(err.status, "%s", b.data);
 }
 
 static void
@@ -692,7 +681,7 @@ main(int argc, char *argv[])
 	check_text(reason, "--reason");
 	if (strcmp(cmd, "add") == 0) {
 		check_text(argv[2], "url");
-		check_url(argv[2], 1);
+		check_url(argv[2], c.allow_private == 1);
 	}
 	check_changes(&c);
 	if (grace)

@@ -149,7 +149,7 @@ ingest_fd(struct ingest *in, int fd, const char *name, size_t max,
 	struct whk_err why;
 	const char *line;
 	size_t len;
-	int rc, too_long;
+	int rc = 0, too_long;
 
 	if (whk_lines_init(&r, fd, max) == -1)
 		return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
@@ -161,7 +161,7 @@ ingest_fd(struct ingest *in, int fd, const char *name, size_t max,
 			if (rc == -1 && name) {
 				char msg[sizeof(err->msg)];
 
-				snprintf(msg, sizeof(msg), "%s: %s", name,
+				snprintf(msg, sizeof(msg), "%.200s: %.300s", name,
 				    err->msg);
 				memcpy(err->msg, msg, sizeof(msg));
 			}

@@ -4,8 +4,9 @@
  * Events are kept byte for byte as they came in, so the parser here only
  * judges and extracts; it never writes back what it parsed (jq 1.6 rounds
  * integers past 2^53).  jq 1.6 also accepts text that is not JSON (nan,
- * 01, .5, +1): a strict scan of the tokens comes first, so a receiver's
- * strict parser never chokes on what we accepted.
+ * 01, .5, +1) and builds a whole tree to say yes: a strict validator
+ * comes first, so a receiver's strict parser never chokes on what we
+ * accepted, and jq's tree is built only when a jq expression needs it.
  */
 #include <math.h>
 #include <stdlib.h>
@@ -111,96 +112,414 @@ jq_first(struct whk_jq *q, jv input, jv *out, struct whk_err *err)
 }
 
 /*
- * Strict JSON tokens: numbers as RFC 8259 has them, true/false/null as
- * the only words, raw control characters never in strings, and no more
- * than MAX_DEPTH levels.  The structure itself is left to jv_parse.
+ * The strict validator: RFC 8259 JSON, one value per line, no deeper than
+ * MAX_DEPTH.  It builds nothing; on the way it notes where the top-level
+ * "type", "tenant" and "id" are, so the common case needs no jv tree.
  */
+struct span {
+	const char	*p;	/* NULL when absent */
+	size_t		 n;
+	int		 escaped;	/* a string holding backslashes */
+	char		 kind;		/* first byte: '"', '{', 't', '1'... */
+};
+
+struct scan {
+	const char	*s, *p, *end;
+	int		 depth;
+	struct whk_err	*err;
+	struct span	 type, tenant, id;
+};
+
 static int
-number_valid(const char *p, size_t n)
+scan_fail(struct scan *sc, const char *what)
 {
-	size_t i = 0;
+	if (sc->p >= sc->end)
+		return whk_error(sc->err, WHK_EXIT_PARTIAL,
+		    "not JSON: unexpected end of line");
+	return whk_error(sc->err, WHK_EXIT_PARTIAL, "not JSON: %s at byte %zu",
+	    what, (size_t)(sc->p - sc->s) + 1);
+}
 
-	if (i < n && p[i] == '-')
-		i++;
-	if (i < n && p[i] == '0')
-		i++;
-	else if (i < n && p[i] >= '1' && p[i] <= '9')
-		while (i < n && p[i] >= '0' && p[i] <= '9')
-			i++;
-	else
-		return 0;
-	if (i < n && p[i] == '.') {
-		size_t start = ++i;
-
-		while (i < n && p[i] >= '0' && p[i] <= '9')
-			i++;
-		if (i == start)
-			return 0;
-	}
-	if (i < n && (p[i] == 'e' || p[i] == 'E')) {
-		size_t start;
-
-		i++;
-		if (i < n && (p[i] == '+' || p[i] == '-'))
-			i++;
-		start = i;
-		while (i < n && p[i] >= '0' && p[i] <= '9')
-			i++;
-		if (i == start)
-			return 0;
-	}
-	return i == n;
+static void
+ws(struct scan *sc)
+{
+	while (sc->p < sc->end && (*sc->p == ' ' || *sc->p == '\t' ||
+	    *sc->p == '\n' || *sc->p == '\r'))
+		sc->p++;
 }
 
 static int
-tokens_valid(const char *s, size_t n, struct whk_err *err)
+hex4(const char *p, unsigned *v)
 {
-	size_t i = 0, depth = 0, start;
+	int i;
 
-	while (i < n) {
-		unsigned char c = (unsigned char)s[i];
+	*v = 0;
+	for (i = 0; i < 4; i++) {
+		char c = p[i];
 
-		if (c == '"') {
-			for (i++; i < n && s[i] != '"'; i++) {
-				if ((unsigned char)s[i] < 0x20)
-					return whk_error(err, WHK_EXIT_PARTIAL,
-					    "control character in a string "
-					    "at byte %zu", i + 1);
-				if (s[i] == '\\')
-					i++;
-			}
-			i++;
-			continue;
-		}
-		if (c == '{' || c == '[') {
-			if (++depth > MAX_DEPTH)
-				return whk_error(err, WHK_EXIT_PARTIAL,
-				    "nested deeper than %d levels", MAX_DEPTH);
-		} else if (c == '}' || c == ']') {
-			if (depth > 0)
-				depth--;
-		} else if ((c >= '0' && c <= '9') || c == '-' || c == '+' ||
-		    c == '.' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')) {
-			for (start = i; i < n; i++) {
-				c = (unsigned char)s[i];
-				if (!((c >= '0' && c <= '9') || c == '-' ||
-				    c == '+' || c == '.' || (c >= 'a' &&
-				    c <= 'z') || (c >= 'A' && c <= 'Z')))
-					break;
-			}
-			if (!number_valid(s + start, i - start) &&
-			    !(i - start == 4 && memcmp(s + start, "true", 4) == 0) &&
-			    !(i - start == 5 && memcmp(s + start, "false", 5) == 0) &&
-			    !(i - start == 4 && memcmp(s + start, "null", 4) == 0))
-				return whk_error(err, WHK_EXIT_PARTIAL,
-				    "not JSON: invalid literal '%.*s'",
-				    (int)(i - start > 40 ? 40 : i - start),
-				    s + start);
-			continue;
-		}
-		i++;
+		*v <<= 4;
+		if (c >= '0' && c <= '9')
+			*v |= (unsigned)(c - '0');
+		else if (c >= 'a' && c <= 'f')
+			*v |= (unsigned)(c - 'a' + 10);
+		else if (c >= 'A' && c <= 'F')
+			*v |= (unsigned)(c - 'A' + 10);
+		else
+			return -1;
 	}
 	return 0;
+}
+
+static int
+scan_string(struct scan *sc, struct span *sp)
+{
+	const char *start = ++sc->p;
+	int escaped = 0;
+	unsigned u, lo;
+
+	for (;;) {
+		if (sc->p >= sc->end)
+			return scan_fail(sc, "unterminated string");
+		unsigned char c = (unsigned char)*sc->p;
+
+		if (c == '"')
+			break;
+		if (c < 0x20)
+			return whk_error(sc->err, WHK_EXIT_PARTIAL, "control "
+			    "character in a string at byte %zu",
+			    (size_t)(sc->p - sc->s) + 1);
+		if (c != '\\') {
+			sc->p++;
+			continue;
+		}
+		escaped = 1;
+		if (sc->end - sc->p < 2)
+			return scan_fail(sc, "unterminated string");
+		switch (sc->p[1]) {
+		case '"': case '\\': case '/': case 'b': case 'f': case 'n':
+		case 'r': case 't':
+			sc->p += 2;
+			continue;
+		case 'u':
+			break;
+		default:
+			return scan_fail(sc, "invalid escape");
+		}
+		if (sc->end - sc->p < 6 || hex4(sc->p + 2, &u) == -1)
+			return scan_fail(sc, "invalid \\u escape");
+		if (u >= 0xdc00 && u <= 0xdfff)
+			return scan_fail(sc, "lone surrogate in \\u escape");
+		if (u >= 0xd800 && u <= 0xdbff) {
+			if (sc->end - sc->p < 12 || sc->p[6] != '\\' ||
+			    sc->p[7] != 'u' || hex4(sc->p + 8, &lo) == -1 ||
+			    lo < 0xdc00 || lo > 0xdfff)
+				return scan_fail(sc,
+				    "lone surrogate in \\u escape");
+			sc->p += 6;
+		}
+		sc->p += 6;
+	}
+	if (sp) {
+		sp->p = start;
+		sp->n = (size_t)(sc->p - start);
+		sp->escaped = escaped;
+		sp->kind = '"';
+	}
+	sc->p++;
+	return 0;
+}
+
+#define IS_DIGIT(c)	((c) >= '0' && (c) <= '9')
+
+static int
+scan_number(struct scan *sc)
+{
+	const char *start = sc->p, *end = sc->end, *p = sc->p;
+
+	if (p < end && *p == '-')
+		p++;
+	if (p < end && *p == '0')
+		p++;
+	else if (p < end && *p >= '1' && *p <= '9')
+		while (p < end && IS_DIGIT(*p))
+			p++;
+	else
+		goto bad;
+	if (p < end && *p == '.') {
+		if (++p >= end || !IS_DIGIT(*p))
+			goto bad;
+		while (p < end && IS_DIGIT(*p))
+			p++;
+	}
+	if (p < end && (*p == 'e' || *p == 'E')) {
+		p++;
+		if (p < end && (*p == '+' || *p == '-'))
+			p++;
+		if (p >= end || !IS_DIGIT(*p))
+			goto bad;
+		while (p < end && IS_DIGIT(*p))
+			p++;
+	}
+	/* "01", "1x": a number must end where a token can. */
+	if (p < end && (IS_DIGIT(*p) || (*p >= 'a' && *p <= 'z') ||
+	    (*p >= 'A' && *p <= 'Z') || *p == '.' || *p == '+' || *p == '-'))
+		goto bad;
+	sc->p = p;
+	return 0;
+bad:
+	/* Name the whole word, as a person would read it. */
+	for (p = start; p < end && (IS_DIGIT(*p) || (*p >= 'a' && *p <= 'z') ||
+	    (*p >= 'A' && *p <= 'Z') || *p == '.' || *p == '+' || *p == '-');
+	    p++)
+		;
+	return whk_error(sc->err, WHK_EXIT_PARTIAL,
+	    "not JSON: invalid literal '%.*s'",
+	    (int)(p - start > 40 ? 40 : p - start), start);
+}
+
+static int scan_value(struct scan *, struct span *);
+static jv span_jv(const struct span *);
+
+static struct span *
+top_field(struct scan *sc, const struct span *key)
+{
+	const char *name = key->p;
+	size_t n = key->n;
+	struct span *field = NULL;
+	jv decoded = jv_invalid();
+
+	if (key->escaped) {	/* "typ\u0065" is "type" to jq as well */
+		decoded = span_jv(key);
+		if (jv_get_kind(decoded) != JV_KIND_STRING) {
+			jv_free(decoded);
+			return NULL;
+		}
+		name = jv_string_value(decoded);
+		n = (size_t)jv_string_length_bytes(jv_copy(decoded));
+	}
+	if (n == 4 && memcmp(name, "type", 4) == 0)
+		field = &sc->type;
+	else if (n == 6 && memcmp(name, "tenant", 6) == 0)
+		field = &sc->tenant;
+	else if (n == 2 && memcmp(name, "id", 2) == 0)
+		field = &sc->id;
+	jv_free(decoded);
+	return field;
+}
+
+static int
+scan_object(struct scan *sc, int top)
+{
+	struct span key, val, *field;
+
+	sc->p++;
+	ws(sc);
+	if (sc->p < sc->end && *sc->p == '}') {
+		sc->p++;
+		return 0;
+	}
+	for (;;) {
+		if (sc->p >= sc->end || *sc->p != '"')
+			return scan_fail(sc, "expected a member name");
+		if (scan_string(sc, &key) == -1)
+			return -1;
+		ws(sc);
+		if (sc->p >= sc->end || *sc->p != ':')
+			return scan_fail(sc, "expected ':'");
+		sc->p++;
+		ws(sc);
+		/* The last of repeated names wins, as in jq. */
+		field = top ? top_field(sc, &key) : NULL;
+		val.p = sc->p;
+		val.kind = sc->p < sc->end ? *sc->p : '\0';
+		if (scan_value(sc, field ? &val : NULL) == -1)
+			return -1;
+		if (field) {
+			if (val.kind != '"') {
+				val.n = (size_t)(sc->p - val.p);
+				val.escaped = 0;
+			}
+			*field = val;
+		}
+		ws(sc);
+		if (sc->p < sc->end && *sc->p == ',') {
+			sc->p++;
+			ws(sc);
+			continue;
+		}
+		if (sc->p < sc->end && *sc->p == '}') {
+			sc->p++;
+			return 0;
+		}
+		return scan_fail(sc, "expected ',' or '}'");
+	}
+}
+
+static int
+scan_array(struct scan *sc)
+{
+	sc->p++;
+	ws(sc);
+	if (sc->p < sc->end && *sc->p == ']') {
+		sc->p++;
+		return 0;
+	}
+	for (;;) {
+		if (scan_value(sc, NULL) == -1)
+			return -1;
+		ws(sc);
+		if (sc->p < sc->end && *sc->p == ',') {
+			sc->p++;
+			ws(sc);
+			continue;
+		}
+		if (sc->p < sc->end && *sc->p == ']') {
+			sc->p++;
+			return 0;
+		}
+		return scan_fail(sc, "expected ',' or ']'");
+	}
+}
+
+static int
+scan_value(struct scan *sc, struct span *sp)
+{
+	static const char *words[] = { "true", "false", "null" };
+	size_t i, n;
+	int rc;
+
+	if (sc->p >= sc->end)
+		return scan_fail(sc, "expected a value");
+	switch (*sc->p) {
+	case '{':
+	case '[':
+		if (++sc->depth > MAX_DEPTH)
+			return whk_error(sc->err, WHK_EXIT_PARTIAL,
+			    "nested deeper than %d levels", MAX_DEPTH);
+		rc = *sc->p == '{' ? scan_object(sc, 0) : scan_array(sc);
+		sc->depth--;
+		return rc;
+	case '"':
+		return scan_string(sc, sp);
+	}
+	for (i = 0; i < 3; i++) {
+		n = strlen(words[i]);
+		if ((size_t)(sc->end - sc->p) >= n &&
+		    memcmp(sc->p, words[i], n) == 0 &&
+		    ((size_t)(sc->end - sc->p) == n || !((sc->p[n] >= 'a' &&
+		    sc->p[n] <= 'z') || (sc->p[n] >= 'A' && sc->p[n] <= 'Z') ||
+		    IS_DIGIT(sc->p[n])))) {
+			sc->p += n;
+			return 0;
+		}
+	}
+	if (*sc->p == '-' || IS_DIGIT(*sc->p) || *sc->p == '+' ||
+	    *sc->p == '.' || (*sc->p >= 'a' && *sc->p <= 'z') ||
+	    (*sc->p >= 'A' && *sc->p <= 'Z'))
+		return scan_number(sc);
+	return scan_fail(sc, "unexpected character");
+}
+
+static int
+scan_line(struct scan *sc, const char *s, size_t n, struct whk_err *err)
+{
+	const char *kind;
+
+	memset(sc, 0, sizeof(*sc));
+	sc->s = sc->p = s;
+	sc->end = s + n;
+	sc->err = err;
+	ws(sc);
+	if (sc->p < sc->end && *sc->p == '{') {
+		sc->depth = 1;
+		if (scan_object(sc, 1) == -1)
+			return -1;
+	} else {
+		if (scan_value(sc, NULL) == -1)
+			return -1;
+		switch (*s == ' ' || *s == '\t' ? s[strspn(s, " \t")] : *s) {
+		case '[': kind = "array"; break;
+		case '"': kind = "string"; break;
+		case 't': case 'f': kind = "boolean"; break;
+		case 'n': kind = "null"; break;
+		default: kind = "number"; break;
+		}
+		return whk_error(err, WHK_EXIT_PARTIAL,
+		    "not a JSON object but %s", kind);
+	}
+	ws(sc);
+	if (sc->p < sc->end)
+		return scan_fail(sc, "more after the object");
+	return 0;
+}
+
+/* A noted field as a jv: strings decoded, numbers parsed as jq would. */
+static jv
+span_jv(const struct span *sp)
+{
+	char *d, *o;
+	const char *p, *e;
+	unsigned u, lo;
+	jv v;
+
+	if (sp->p == NULL)
+		return jv_null();
+	if (sp->kind != '"') {
+		switch (sp->kind) {
+		case 'n': return jv_null();
+		case 't': return jv_true();
+		case 'f': return jv_false();
+		case '{': return jv_object();
+		case '[': return jv_array();
+		}
+		return jv_number(strtod(sp->p, NULL));
+	}
+	if (!sp->escaped)
+		return jv_string_sized(sp->p, (int)sp->n);
+	if ((o = d = malloc(sp->n + 1)) == NULL)
+		return jv_invalid();
+	for (p = sp->p, e = sp->p + sp->n; p < e; ) {
+		if (*p != '\\') {
+			*o++ = *p++;
+			continue;
+		}
+		switch (p[1]) {
+		case 'b': *o++ = '\b'; break;
+		case 'f': *o++ = '\f'; break;
+		case 'n': *o++ = '\n'; break;
+		case 'r': *o++ = '\r'; break;
+		case 't': *o++ = '\t'; break;
+		case 'u':
+			hex4(p + 2, &u);
+			if (u >= 0xd800 && u <= 0xdbff) {
+				hex4(p + 8, &lo);
+				u = 0x10000 + ((u - 0xd800) << 10) + (lo - 0xdc00);
+				p += 6;
+			}
+			if (u < 0x80)
+				*o++ = (char)u;
+			else if (u < 0x800) {
+				*o++ = (char)(0xc0 | u >> 6);
+				*o++ = (char)(0x80 | (u & 0x3f));
+			} else if (u < 0x10000) {
+				*o++ = (char)(0xe0 | u >> 12);
+				*o++ = (char)(0x80 | ((u >> 6) & 0x3f));
+				*o++ = (char)(0x80 | (u & 0x3f));
+			} else {
+				*o++ = (char)(0xf0 | u >> 18);
+				*o++ = (char)(0x80 | ((u >> 12) & 0x3f));
+				*o++ = (char)(0x80 | ((u >> 6) & 0x3f));
+				*o++ = (char)(0x80 | (u & 0x3f));
+			}
+			p += 6;
+			continue;
+		default: *o++ = p[1]; break;
+		}
+		p += 2;
+	}
+	v = jv_string_sized(d, (int)(o - d));
+	free(d);
+	return v;
 }
 
 /*
@@ -261,13 +580,19 @@ field_text(jv v, const char *what, int numbers_ok, char **out,
 	return 0;
 }
 
+/*
+ * A field by its jq rule, else from the event (the tree when there is
+ * one, else what the validator noted).
+ */
 static int
-extract(struct whk_jq *q, jv ev, const char *field, const char *what,
-    int numbers_ok, char **out, struct whk_err *err)
+extract(struct whk_jq *q, jv ev, const struct span *sp, const char *field,
+    const char *what, int numbers_ok, char **out, struct whk_err *err)
 {
 	jv v;
 	int rc;
 
+	if (q == NULL && !jv_is_valid(ev))
+		return field_text(span_jv(sp), what, numbers_ok, out, err);
 	if (q == NULL)
 		return field_text(jv_object_get(ev, jv_string(field)), what,
 		    numbers_ok, out, err);
@@ -293,6 +618,7 @@ whk_event_parse(const char *line, size_t len,
     struct whk_err *err)
 {
 	static const struct whk_ingest_rules none;
+	struct scan sc;
 	size_t bad;
 	jv v, m;
 	int rc;
@@ -306,29 +632,19 @@ whk_event_parse(const char *line, size_t len,
 	if (!whk_utf8_valid(line, len, &bad))
 		return whk_error(err, WHK_EXIT_PARTIAL,
 		    "invalid UTF-8 at byte %zu", bad + 1);
-	if (tokens_valid(line, len, err) == -1)
-		return -1;
 	if (len > 0x7fffffff)
 		return whk_error(err, WHK_EXIT_PARTIAL, "line too long");
-	/* jv_parse_sized quotes the line up to a NUL: it must have one. */
-	v = jv_parse_sized(line, (int)len);
-	if (!jv_is_valid(v)) {
-		jv msg = jv_invalid_get_msg(v);
-		const char *text = jv_get_kind(msg) == JV_KIND_STRING ?
-		    jv_string_value(msg) : "parse error";
-		const char *quote = strstr(text, " (while parsing '");
-
-		/* The line itself is the caller's to quote, not ours. */
-		whk_error(err, WHK_EXIT_PARTIAL, "not JSON: %.*s",
-		    quote ? (int)(quote - text) : (int)strlen(text), text);
-		jv_free(msg);
+	if (scan_line(&sc, line, len, err) == -1)
 		return -1;
-	}
-	if (jv_get_kind(v) != JV_KIND_OBJECT) {
-		whk_error(err, WHK_EXIT_PARTIAL, "not a JSON object but %s",
-		    jv_kind_name(jv_get_kind(v)));
-		jv_free(v);
-		return -1;
+	/* Only jq needs the tree; jv_parse_sized wants line[len] NUL. */
+	v = jv_invalid();
+	if (r->map || r->require || r->type_from || r->tenant_from ||
+	    r->key_from) {
+		v = jv_parse_sized(line, (int)len);
+		if (!jv_is_valid(v)) {
+			jv_free(v);
+			return whk_error(err, WHK_EXIT_PARTIAL, "not JSON");
+		}
 	}
 	ev->body = line;
 	ev->body_len = len;
@@ -364,12 +680,12 @@ whk_event_parse(const char *line, size_t len,
 			goto fail;
 		}
 	}
-	if (extract(r->type_from, jv_copy(v), "type", "type", 0, &ev->type,
-	    err) == -1 ||
-	    extract(r->tenant_from, jv_copy(v), "tenant", "tenant", 1,
-	    &ev->tenant, err) == -1 ||
-	    extract(r->key_from, jv_copy(v), "id", r->key_from ? "key" : "id",
-	    1, &ev->key, err) == -1)
+	if (extract(r->type_from, jv_copy(v), &sc.type, "type", "type", 0,
+	    &ev->type, err) == -1 ||
+	    extract(r->tenant_from, jv_copy(v), &sc.tenant, "tenant", "tenant",
+	    1, &ev->tenant, err) == -1 ||
+	    extract(r->key_from, jv_copy(v), &sc.id, "id",
+	    r->key_from ? "key" : "id", 1, &ev->key, err) == -1)
 		goto fail;
 	jv_free(v);
 	return 0;

@@ -32,6 +32,7 @@ int
 whk_secret_valid(const char *s, struct whk_err *err)
 {
 	unsigned char raw[3 * 128 / 4 + 3];
+	const char *eq;
 	size_t n, pad = 0;
 	int len;
 
@@ -47,7 +48,8 @@ whk_secret_valid(const char *s, struct whk_err *err)
 		    "secret must be 'whsec_' and base64");
 	while (pad < 2 && s[n - 1 - pad] == '=')
 		pad++;
-	if (strchr(s, '=') < s + n - pad)
+	eq = strchr(s, '=');
+	if (eq != NULL && eq < s + n - pad)
 		return whk_error(err, WHK_EXIT_USAGE,
 		    "secret must be 'whsec_' and base64");
 	len = EVP_DecodeBlock(raw, (const unsigned char *)s, (int)n);

@@ -107,8 +107,8 @@ whk-ingest: in: line 7: not JSON: invalid literal 'nan'
 whk-ingest: in: line 8: not JSON: invalid literal '01'
 whk-ingest: in: line 9: not JSON: invalid literal '.5'
 whk-ingest: in: line 10: not JSON: invalid literal '+1'
-whk-ingest: in: line 11: not JSON: Unexpected extra JSON values
-whk-ingest: in: line 12: not JSON: Unfinished JSON term at EOF at line 1, column 5
+whk-ingest: in: line 11: not JSON: more after the object at byte 8
+whk-ingest: in: line 12: not JSON: unexpected end of line
 whk-ingest: in: line 13: id is a number too large to keep exactly; send it as a string
 whk-ingest: in: line 14: type must be a string
 whk-ingest: in: line 15: tenant must be a string or a number
@@ -262,4 +262,36 @@ whk-ingest: in: line 17: nested deeper than 256 levels"
 	[ -e other.db ] && [ ! -e "$WHK_STORE" ]
 	run sqlite3 other.db "select key from events"
 	assert_output x
+}
+
+@test "the validator agrees with a strict JSON parser on thousands of valid and broken lines" {
+	python3 "$WHK_ROOT/tests/fixtures/json-cases.py" 7 3000 >in 3>verdicts
+	# Rejected line numbers, from stderr; accepted ones are the rest.
+	whk-ingest in 2>&1 >/dev/null |
+	    sed -n 's/^whk-ingest: in: line \([0-9]*\): .*/\1/p' >rejected
+	awk '$1 == "bad" { print NR }' verdicts >expected
+	run diff expected rejected
+	assert_output ""
+	[ "$(wc -l <expected)" -gt 500 ] && [ "$(wc -l <expected)" -lt 2500 ]
+}
+
+@test "fields read by the validator equal what jq reads from the same events" {
+	cat >in <<'LINES'
+{"id":"a\u00e9\n\"q\"","type":"t\/1","tenant":"\ud83d\ude00"}
+{"id":1e2,"tenant":-0,"type":"x"}
+{"id":1.50,"tenant":12}
+{"id":"dup","id":"last","type":"a","type":"b"}
+{"i\u0064":"escaped-name","typ\u0065":"escaped-type"}
+{"nested":{"id":"inner","type":"inner"},"id":"outer"}
+{ "id" : "spaced" , "type" : "s" }
+{"id":null,"type":null,"tenant":null}
+{"id":"","type":"","tenant":""}
+LINES
+	whk-ingest in >/dev/null
+	whk-ingest -s jq.db --key-from .id --type-from .type --tenant-from .tenant in >/dev/null
+	q="select quote(key), quote(type), quote(tenant) from events order by seq"
+	run sql "$q"
+	assert_output "$(sqlite3 jq.db "$q")"
+	run sql "select key from events order by seq limit 6"
+	assert_output $'a\xc3\xa9\n"q"\n100\n1.5\nlast\nescaped-name\nouter'
 }
