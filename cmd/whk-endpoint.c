@@ -42,11 +42,13 @@ static const char help[] =
 "      --types LIST         comma-separated types, globs allowed (a.*,b)\n"
 "      --filter JQ          send only events for which JQ is true\n"
 "      --group-by JQ        one webhook holds only events with equal keys\n"
+"      --template JQ        shape the body (the event, or the array of them)\n"
 "      --batch N            events per webhook (default 1)\n"
 "      --batch-bytes SIZE   bytes per webhook (default 256K)\n"
 "      --window DUR         keep a group open this long (default 0s)\n"
 "      --timeout DUR        request timeout (default 15s)\n"
 "      --concurrency N      requests in flight to it (default 8)\n"
+"      --rate N             at most N requests a second to it (0: no cap)\n"
 "      --header 'K: V'      extra request header, repeatable ('K:' removes)\n"
 "      --allow-private      allow private, loopback and link-local hosts\n"
 "      --no-allow-private   refuse them again (set only)\n"
@@ -64,6 +66,7 @@ static const char help[] =
 
 enum {
 	O_URL = 256, O_SECRET, O_TENANT, O_TYPES, O_FILTER, O_GROUP_BY,
+	O_TEMPLATE, O_RATE,
 	O_BATCH, O_BATCH_BYTES, O_WINDOW, O_TIMEOUT, O_CONCURRENCY, O_HEADER,
 	O_ALLOW_PRIVATE, O_NO_ALLOW_PRIVATE, O_SHOW_SECRET, O_FORMAT,
 	O_REASON, O_GRACE
@@ -77,6 +80,8 @@ static const struct option longopts[] = {
 	{ "types",		required_argument, NULL, O_TYPES },
 	{ "filter",		required_argument, NULL, O_FILTER },
 	{ "group-by",		required_argument, NULL, O_GROUP_BY },
+	{ "template",		required_argument, NULL, O_TEMPLATE },
+	{ "rate",		required_argument, NULL, O_RATE },
 	{ "batch",		required_argument, NULL, O_BATCH },
 	{ "batch-bytes",	required_argument, NULL, O_BATCH_BYTES },
 	{ "window",		required_argument, NULL, O_WINDOW },
@@ -97,6 +102,7 @@ static const struct option longopts[] = {
 /* What the command line asked to change; NULL fields stay as they are. */
 struct changes {
 	const char	*url, *secret, *tenant, *types, *filter, *group_by;
+	const char	*template, *rate;
 	const char	*batch, *batch_bytes, *window, *timeout, *concurrency;
 	const char	*headers[64];
 	int		 nheaders;
@@ -319,6 +325,12 @@ check_changes(const struct changes *c)
 		check_text(c->group_by, "--group-by");
 		check_jq(c->group_by, "--group-by");
 	}
+	if (c->template) {
+		check_text(c->template, "--template");
+		check_jq(c->template, "--template");
+	}
+	if (c->rate)
+		(void)number(c->rate, "--rate", 0, 100000);
 	if (c->batch)
 		(void)number(c->batch, "--batch", 1, 10000);
 	if (c->batch_bytes) {
@@ -357,6 +369,10 @@ apply(struct whk_endpoint *e, const struct changes *c)
 		replace(&e->filter, c->filter);
 	if (c->group_by)
 		replace(&e->group_by, c->group_by);
+	if (c->template)
+		replace(&e->template, c->template);
+	if (c->rate)
+		e->rate = number(c->rate, "--rate", 0, 100000);
 	if (c->batch)
 		e->batch = number(c->batch, "--batch", 1, 10000);
 	if (c->batch_bytes &&
@@ -440,11 +456,14 @@ print_json(const struct whk_endpoint *e, void *arg)
 	whk_buf_json_str(&b, e->filter);
 	whk_buf_puts(&b, ",\"group_by\":");
 	whk_buf_json_str(&b, e->group_by);
+	whk_buf_puts(&b, ",\"template\":");
+	whk_buf_json_str(&b, e->template);
 	whk_buf_printf(&b, ",\"batch\":%lld,\"batch_bytes\":%lld,"
-	    "\"window_ms\":%lld,\"timeout_ms\":%lld,\"concurrency\":%lld",
+	    "\"window_ms\":%lld,\"timeout_ms\":%lld,\"concurrency\":%lld,"
+	    "\"rate\":%lld",
 	    (long long)e->batch, (long long)e->batch_bytes,
 	    (long long)e->window_ms, (long long)e->timeout_ms,
-	    (long long)e->concurrency);
+	    (long long)e->concurrency, (long long)e->rate);
 	whk_buf_puts(&b, ",\"headers\":[");
 	for (p = e->headers; p && *p; ) {
 		size_t len = strcspn(p, "\n"), n = strcspn(p, ":");
@@ -515,6 +534,7 @@ collect(const struct whk_endpoint *e, void *arg)
 	c->tenant = dup_or_null(e->tenant);
 	c->types = dup_or_null(e->types);
 	c->secret = c->old_secret = c->filter = c->group_by = NULL;
+	c->template = NULL;
 	c->headers = c->disabled_reason = NULL;
 	return 0;
 }
@@ -607,6 +627,8 @@ main(int argc, char *argv[])
 		case O_TYPES: c.types = optarg; break;
 		case O_FILTER: c.filter = optarg; break;
 		case O_GROUP_BY: c.group_by = optarg; break;
+		case O_TEMPLATE: c.template = optarg; break;
+		case O_RATE: c.rate = optarg; break;
 		case O_BATCH: c.batch = optarg; break;
 		case O_BATCH_BYTES: c.batch_bytes = optarg; break;
 		case O_WINDOW: c.window = optarg; break;
@@ -661,7 +683,8 @@ main(int argc, char *argv[])
 	if (c.any && strcmp(cmd, "add") != 0 && strcmp(cmd, "set") != 0 &&
 	    !(strcmp(cmd, "rotate-secret") == 0 && c.secret && c.url == NULL &&
 	    c.tenant == NULL && c.types == NULL && c.filter == NULL &&
-	    c.group_by == NULL && c.batch == NULL && c.batch_bytes == NULL &&
+	    c.group_by == NULL && c.template == NULL && c.rate == NULL &&
+	    c.batch == NULL && c.batch_bytes == NULL &&
 	    c.window == NULL && c.timeout == NULL && c.concurrency == NULL &&
 	    c.nheaders == 0 && c.allow_private == -1))
 		die(WHK_EXIT_USAGE, "%s: takes no endpoint options", cmd);

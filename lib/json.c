@@ -128,6 +128,9 @@ struct scan {
 	int		 depth;
 	struct whk_err	*err;
 	struct span	 type, tenant, id;
+	const char	*want;		/* one more top-level name to note */
+	size_t		 want_n;
+	struct span	 wanted;
 };
 
 static int
@@ -303,6 +306,8 @@ top_field(struct scan *sc, const struct span *key)
 		field = &sc->tenant;
 	else if (n == 2 && memcmp(name, "id", 2) == 0)
 		field = &sc->id;
+	if (sc->want && n == sc->want_n && memcmp(name, sc->want, n) == 0)
+		field = &sc->wanted;
 	jv_free(decoded);
 	return field;
 }
@@ -421,11 +426,14 @@ scan_value(struct scan *sc, struct span *sp)
 }
 
 static int
-scan_line(struct scan *sc, const char *s, size_t n, struct whk_err *err)
+scan_line(struct scan *sc, const char *s, size_t n, const char *want,
+    struct whk_err *err)
 {
 	const char *kind;
 
 	memset(sc, 0, sizeof(*sc));
+	if ((sc->want = want) != NULL)
+		sc->want_n = strlen(want);
 	sc->s = sc->p = s;
 	sc->end = s + n;
 	sc->err = err;
@@ -634,7 +642,7 @@ whk_event_parse(const char *line, size_t len,
 		    "invalid UTF-8 at byte %zu", bad + 1);
 	if (len > 0x7fffffff)
 		return whk_error(err, WHK_EXIT_PARTIAL, "line too long");
-	if (scan_line(&sc, line, len, err) == -1)
+	if (scan_line(&sc, line, len, NULL, err) == -1)
 		return -1;
 	/* Only jq needs the tree; jv_parse_sized wants line[len] NUL. */
 	v = jv_invalid();
@@ -703,4 +711,239 @@ whk_event_clear(struct whk_event *ev)
 	free(ev->key);
 	free(ev->mapped);
 	memset(ev, 0, sizeof(*ev));
+}
+
+/*
+ * The string value of one top-level member of a record line, as the
+ * programs after whk-ingest read "event" and "webhook".  Returns 1 with
+ * the value, 0 when the member is absent or not a string, -1 when the
+ * line is not a JSON object (err->status WHK_EXIT_PARTIAL).
+ */
+int
+whk_record_field(const char *line, size_t len, const char *name, char *out,
+    size_t outsz, struct whk_err *err)
+{
+	struct scan sc;
+	size_t bad;
+	jv v;
+	int rc = 0;
+
+	if (memchr(line, '\0', len))
+		return whk_error(err, WHK_EXIT_PARTIAL, "NUL byte at byte %zu",
+		    (size_t)((const char *)memchr(line, '\0', len) - line) + 1);
+	if (!whk_utf8_valid(line, len, &bad))
+		return whk_error(err, WHK_EXIT_PARTIAL,
+		    "invalid UTF-8 at byte %zu", bad + 1);
+	if (scan_line(&sc, line, len, name, err) == -1)
+		return -1;
+	if (sc.wanted.p == NULL || sc.wanted.kind != '"')
+		return 0;
+	v = span_jv(&sc.wanted);
+	if (jv_get_kind(v) == JV_KIND_STRING &&
+	    (size_t)jv_string_length_bytes(jv_copy(v)) < outsz) {
+		snprintf(out, outsz, "%s", jv_string_value(v));
+		rc = 1;
+	}
+	jv_free(v);
+	return rc;
+}
+
+/*
+ * A set of expressions evaluated together on one input.  jq 1.6 spends
+ * most of a compile binding its builtins, so a thousand filters compiled
+ * one by one cost seconds; joined into one program they cost one
+ * compile.  Each runs under try, so one failing does not hide the rest.
+ * A set that does not compile joined (a filter with an import, say) is
+ * compiled one expression at a time instead.
+ */
+struct whk_jq_set {
+	struct whk_jq	 *joined;
+	struct whk_jq	**each;		/* when joining failed */
+	size_t		  n;
+};
+
+void
+whk_jq_set_free(struct whk_jq_set *set)
+{
+	size_t i;
+
+	if (set == NULL)
+		return;
+	whk_jq_free(set->joined);
+	if (set->each)
+		for (i = 0; i < set->n; i++)
+			whk_jq_free(set->each[i]);
+	free(set->each);
+	free(set);
+}
+
+struct whk_jq_set *
+whk_jq_set_compile(const char *const *exprs, size_t n, struct whk_err *err)
+{
+	struct whk_jq_set *set;
+	struct whk_buf prog = { 0 };
+	struct whk_err ignored;
+	size_t i;
+
+	if ((set = calloc(1, sizeof(*set))) == NULL) {
+		whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		return NULL;
+	}
+	set->n = n;
+	if (n == 0)
+		return set;
+	/* Newlines end any comment an expression closes with. */
+	whk_buf_puts(&prog, "[");
+	for (i = 0; i < n; i++)
+		whk_buf_printf(&prog, "%s(try [(\n%s\n)] catch {e: .})",
+		    i ? ",\n" : "", exprs[i]);
+	whk_buf_puts(&prog, "]");
+	if (prog.oom) {
+		whk_buf_free(&prog);
+		whk_jq_set_free(set);
+		whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		return NULL;
+	}
+	set->joined = whk_jq_compile(prog.data, "jq", &ignored);
+	whk_buf_free(&prog);
+	if (set->joined)
+		return set;
+	if ((set->each = calloc(n, sizeof(*set->each))) == NULL) {
+		whk_jq_set_free(set);
+		whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		return NULL;
+	}
+	for (i = 0; i < n; i++)
+		if ((set->each[i] = whk_jq_compile(exprs[i], "jq", err)) ==
+		    NULL) {
+			whk_jq_set_free(set);
+			return NULL;
+		}
+	return set;
+}
+
+static void
+result_set(struct whk_jq_result *r, int kind, jv v)
+{
+	jv t;
+
+	r->kind = kind;
+	r->truthy = kind == WHK_JQ_VALUE &&
+	    jv_get_kind(v) != JV_KIND_NULL && jv_get_kind(v) != JV_KIND_FALSE;
+	if (kind == WHK_JQ_ERROR && jv_get_kind(v) == JV_KIND_STRING)
+		t = jv_copy(v);
+	else if (kind == WHK_JQ_NONE)
+		t = jv_string("");
+	else
+		t = jv_dump_string(jv_copy(v), 0);
+	r->text = strdup(jv_string_value(t));
+	jv_free(t);
+	jv_free(v);
+}
+
+/*
+ * Run every expression of the set on one JSON text (text[len] must be
+ * NUL).  out[i] receives each one's first output, or none, or its error.
+ * Returns -1 only when the text is not JSON or memory ran out.
+ */
+int
+whk_jq_set_eval(struct whk_jq_set *set, const char *text, size_t len,
+    struct whk_jq_result *out, struct whk_err *err)
+{
+	jv in, r, e;
+	size_t i;
+	int rc;
+
+	memset(out, 0, set->n * sizeof(*out));
+	if (set->n == 0)
+		return 0;
+	in = jv_parse_sized(text, (int)len);
+	if (!jv_is_valid(in)) {
+		jv_free(in);
+		return whk_error(err, WHK_EXIT_PARTIAL, "not JSON");
+	}
+	if (set->each) {
+		for (i = 0; i < set->n; i++) {
+			rc = jq_first(set->each[i], jv_copy(in), &r, err);
+			if (rc == 1)
+				result_set(&out[i], WHK_JQ_VALUE, r);
+			else if (rc == 0)
+				result_set(&out[i], WHK_JQ_NONE, jv_null());
+			else
+				result_set(&out[i], WHK_JQ_ERROR,
+				    jv_string(err->msg + strlen("jq: ")));
+		}
+		jv_free(in);
+		goto check;
+	}
+	rc = jq_first(set->joined, in, &r, err);
+	if (rc != 1 || jv_get_kind(r) != JV_KIND_ARRAY ||
+	    (size_t)jv_array_length(jv_copy(r)) != set->n) {
+		/* Only halt can stop the joined program; say so for each. */
+		if (rc == 1)
+			jv_free(r);
+		for (i = 0; i < set->n; i++)
+			result_set(&out[i], WHK_JQ_ERROR,
+			    jv_string("the expression halted"));
+		goto check;
+	}
+	for (i = 0; i < set->n; i++) {
+		e = jv_array_get(jv_copy(r), (int)i);
+		if (jv_get_kind(e) == JV_KIND_OBJECT)
+			result_set(&out[i], WHK_JQ_ERROR, jv_object_get(e,
+			    jv_string("e")));
+		else if (jv_array_length(jv_copy(e)) == 0) {
+			jv_free(e);
+			result_set(&out[i], WHK_JQ_NONE, jv_null());
+		} else
+			result_set(&out[i], WHK_JQ_VALUE, jv_array_get(e, 0));
+	}
+	jv_free(r);
+check:
+	for (i = 0; i < set->n; i++)
+		if (out[i].text == NULL) {
+			whk_jq_results_clear(out, set->n);
+			return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		}
+	return 0;
+}
+
+void
+whk_jq_results_clear(struct whk_jq_result *r, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		free(r[i].text);
+		r[i].text = NULL;
+	}
+}
+
+/*
+ * Apply q to one JSON text and write its first output as JSON: how an
+ * endpoint's template shapes a body.  Errors are WHK_EXIT_PARTIAL.
+ */
+int
+whk_jq_apply(struct whk_jq *q, const char *text, size_t len,
+    struct whk_buf *out, struct whk_err *err)
+{
+	jv in, r;
+	int rc;
+
+	in = jv_parse_sized(text, (int)len);
+	if (!jv_is_valid(in)) {
+		jv_free(in);
+		return whk_error(err, WHK_EXIT_PARTIAL, "%s: input is not JSON",
+		    q->what);
+	}
+	if ((rc = jq_first(q, in, &r, err)) == -1)
+		return -1;
+	if (rc == 0)
+		return whk_error(err, WHK_EXIT_PARTIAL, "%s produced nothing",
+		    q->what);
+	r = jv_dump_string(r, 0);
+	whk_buf_add(out, jv_string_value(r),
+	    (size_t)jv_string_length_bytes(jv_copy(r)));
+	jv_free(r);
+	return out->oom ? whk_error(err, WHK_EXIT_SYSTEM, "out of memory") : 0;
 }

@@ -111,3 +111,20 @@ whk_lines_ready(struct whk_lines *r)
 		return 1;
 	return poll(&p, 1, 0) > 0;
 }
+
+/*
+ * Wait up to ms (-1: for ever) for a line.  1: one is ready, 0: the time
+ * passed, -1: a signal came (errno EINTR) or poll failed.
+ */
+int
+whk_lines_wait(struct whk_lines *r, int ms)
+{
+	struct pollfd p = { .fd = r->fd, .events = POLLIN };
+	int n;
+
+	if (r->eof || memchr(r->buf + r->scan, '\n', r->end - r->scan))
+		return 1;
+	if ((n = poll(&p, 1, ms)) == -1)
+		return -1;
+	return n > 0;
+}

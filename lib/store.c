@@ -133,6 +133,20 @@ static const char *migrations[] = {
 	"CREATE INDEX attempts_by_endpoint ON attempts(endpoint_id, seq);"
 	"CREATE TRIGGER attempts_append_only BEFORE UPDATE ON attempts"
 	"  BEGIN SELECT RAISE(ABORT, 'attempts are append-only'); END;",
+	/*
+	 * 2: bodies built from the events they hold, not copied; and what
+	 * is left to route kept apart, so that routing never rewrites an
+	 * event: events become immutable.
+	 */
+	"ALTER TABLE webhooks ADD COLUMN body_kind INTEGER NOT NULL DEFAULT 0;"
+	"CREATE TABLE unrouted(seq INTEGER PRIMARY KEY);"
+	"INSERT INTO unrouted SELECT seq FROM events WHERE routed_at IS NULL;"
+	"DROP INDEX events_unrouted;"
+	"CREATE TRIGGER events_unrouted AFTER INSERT ON events"
+	"  BEGIN INSERT INTO unrouted(seq) VALUES(new.seq); END;"
+	"DROP TRIGGER events_append_only;"
+	"CREATE TRIGGER events_append_only BEFORE UPDATE ON events"
+	"  BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;",
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -147,6 +161,17 @@ enum stmt {
 	S_ENDPOINT_HAS_WEBHOOKS,
 	S_ENDPOINT_DELETE,
 	S_ENDPOINT_RETIRE,
+	S_EVENT_FIND,
+	S_EVENTS_UNROUTED,
+	S_ENDPOINTS_STAMP,
+	S_WEBHOOK_CREATE,
+	S_WEBHOOK_LINK,
+	S_WEBHOOK_LINKED,
+	S_EVENTS_ROUTED,
+	S_WEBHOOK_FINISH,
+	S_WEBHOOK_DROP,
+	S_WEBHOOK_KIND,
+	S_WEBHOOK_EVENTS,
 	S_BEGIN,
 	S_COMMIT,
 	S_ROLLBACK,
@@ -157,7 +182,7 @@ enum stmt {
 	"id, name, url, secret, old_secret, old_secret_until, tenant, types," \
 	" filter, group_by, headers, batch, batch_bytes, window_ms," \
 	" timeout_ms, concurrency, allow_private, disabled_at," \
-	" disabled_reason, created_at, updated_at"
+	" disabled_reason, created_at, updated_at, template, rate"
 
 static const char *sql[S_COUNT] = {
 	[S_EVENT_INSERT] =
@@ -172,15 +197,16 @@ static const char *sql[S_COUNT] = {
 	    " old_secret, old_secret_until, tenant, types, filter, group_by,"
 	    " headers, batch, batch_bytes, window_ms, timeout_ms, concurrency,"
 	    " allow_private, disabled_at, disabled_reason, created_at,"
-	    " updated_at) VALUES(?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11,"
-	    " ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?20)",
+	    " updated_at, template, rate) VALUES(?2, ?3, ?4, ?5, ?6, ?7, ?8,"
+	    " ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?20,"
+	    " ?21, ?22)",
 	[S_ENDPOINT_UPDATE] = "UPDATE endpoints SET name = ?2, url = ?3,"
 	    " secret = ?4, old_secret = ?5, old_secret_until = ?6,"
 	    " tenant = ?7, types = ?8, filter = ?9, group_by = ?10,"
 	    " headers = ?11, batch = ?12, batch_bytes = ?13, window_ms = ?14,"
 	    " timeout_ms = ?15, concurrency = ?16, allow_private = ?17,"
-	    " disabled_at = ?18, disabled_reason = ?19, updated_at = ?20"
-	    " WHERE id = ?1 AND removed_at IS NULL",
+	    " disabled_at = ?18, disabled_reason = ?19, updated_at = ?20,"
+	    " template = ?21, rate = ?22 WHERE id = ?1 AND removed_at IS NULL",
 	[S_ENDPOINT_HAS_WEBHOOKS] =
 	    "SELECT EXISTS(SELECT 1 FROM webhooks WHERE endpoint_id = ?1)",
 	[S_ENDPOINT_DELETE] = "DELETE FROM endpoints WHERE id = ?1",
@@ -188,6 +214,37 @@ static const char *sql[S_COUNT] = {
 	    " disabled_at = coalesce(disabled_at, ?2),"
 	    " disabled_reason = coalesce(disabled_reason, 'removed'),"
 	    " updated_at = ?2 WHERE id = ?1",
+	[S_EVENT_FIND] = "SELECT seq, id, type, tenant, received_at,"
+	    " NOT EXISTS(SELECT 1 FROM unrouted u WHERE u.seq = events.seq),"
+	    " body FROM events WHERE id = ?1",
+	[S_EVENTS_UNROUTED] = "SELECT e.seq, e.id, e.type, e.tenant,"
+	    " e.received_at, 0, e.body FROM unrouted u"
+	    " JOIN events e ON e.seq = u.seq WHERE u.seq > ?1"
+	    " ORDER BY u.seq LIMIT ?2",
+	/* Every change of an endpoint moves updated_at or the count. */
+	[S_ENDPOINTS_STAMP] = "SELECT count(*) * 1000003 +"
+	    " coalesce(max(updated_at), 0) + coalesce(sum(updated_at % 9973), 0)"
+	    " FROM endpoints",
+	[S_WEBHOOK_CREATE] = "INSERT INTO webhooks(id, endpoint_id, body_kind,"
+	    " group_key, first_event_at, created_at, events, bytes, body)"
+	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, X'')",
+	/* One statement for a webhook's events: statements cost more here
+	 * than rows do. */
+	[S_WEBHOOK_LINK] = "INSERT INTO webhook_events(event_seq, endpoint_id,"
+	    " webhook_seq) SELECT value, ?2, ?3 FROM json_each(?1) WHERE 1"
+	    " ON CONFLICT(event_seq, endpoint_id) DO NOTHING",
+	[S_WEBHOOK_LINKED] = "SELECT event_seq FROM webhook_events"
+	    " WHERE webhook_seq = ?1",
+	[S_EVENTS_ROUTED] = "DELETE FROM unrouted WHERE seq IN"
+	    " (SELECT value FROM json_each(?1))",
+	[S_WEBHOOK_FINISH] = "UPDATE webhooks SET events = ?2, bytes = ?3,"
+	    " body = coalesce(?4, body), body_kind = CASE WHEN ?4 IS NULL"
+	    " THEN body_kind ELSE 0 END WHERE seq = ?1",
+	[S_WEBHOOK_DROP] = "DELETE FROM webhooks WHERE seq = ?1",
+	[S_WEBHOOK_KIND] = "SELECT body_kind, body FROM webhooks WHERE seq = ?1",
+	[S_WEBHOOK_EVENTS] = "SELECT e.body FROM webhook_events w"
+	    " JOIN events e ON e.seq = w.event_seq WHERE w.webhook_seq = ?1"
+	    " ORDER BY w.event_seq",
 	[S_BEGIN] = "BEGIN IMMEDIATE",
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
@@ -198,6 +255,7 @@ struct whk_store {
 	char		*path;
 	int		 busy_ms;
 	sqlite3_stmt	*stmt[S_COUNT];
+	struct whk_buf	 scratch;
 };
 
 /*
@@ -405,7 +463,8 @@ whk_store_open(const char *path, struct whk_err *err)
 	}
 	if (pragma_int(s, "PRAGMA journal_mode = WAL", &ro, err) == -1)
 		goto fail;
-	if (exec(s, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+	if (exec(s, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
+	    " PRAGMA cache_size = -16384;",
 	    err) == -1 || migrate(s, err) == -1)
 		goto fail;
 	return s;
@@ -424,6 +483,7 @@ whk_store_close(struct whk_store *s)
 	for (i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
 	sqlite3_close(s->db);
+	whk_buf_free(&s->scratch);
 	free(s->path);
 	free(s);
 }
@@ -554,6 +614,7 @@ whk_endpoint_clear(struct whk_endpoint *e)
 	free(e->types);
 	free(e->filter);
 	free(e->group_by);
+	free(e->template);
 	free(e->headers);
 	free(e->disabled_reason);
 	whk_endpoint_defaults(e);
@@ -591,6 +652,8 @@ endpoint_row(sqlite3_stmt *st, struct whk_endpoint *e)
 	e->disabled_reason = column_dup(st, 18);
 	e->created_at = sqlite3_column_int64(st, 19);
 	e->updated_at = sqlite3_column_int64(st, 20);
+	e->template = column_dup(st, 21);
+	e->rate = sqlite3_column_int64(st, 22);
 }
 
 static void
@@ -616,6 +679,8 @@ endpoint_bind(sqlite3_stmt *st, const struct whk_endpoint *e, int64_t now)
 	bind_ms(st, 18, e->disabled_at);
 	bind_text(st, 19, e->disabled_reason);
 	sqlite3_bind_int64(st, 20, now);
+	bind_text(st, 21, e->template);
+	bind_ms(st, 22, e->rate);
 }
 
 int
@@ -732,4 +797,266 @@ whk_store_endpoint_each(struct whk_store *s, whk_endpoint_fn fn, void *arg,
 	}
 	sqlite3_reset(st);
 	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
+}
+
+void
+whk_stored_event_clear(struct whk_stored_event *e)
+{
+	free(e->type);
+	free(e->tenant);
+	free(e->body);
+	memset(e, 0, sizeof(*e));
+}
+
+static int
+event_row(sqlite3_stmt *st, struct whk_stored_event *e)
+{
+	const void *body;
+
+	memset(e, 0, sizeof(*e));
+	e->seq = sqlite3_column_int64(st, 0);
+	snprintf(e->id, sizeof(e->id), "%s", sqlite3_column_text(st, 1));
+	e->type = column_dup(st, 2);
+	e->tenant = column_dup(st, 3);
+	e->received_at = sqlite3_column_int64(st, 4);
+	e->routed = sqlite3_column_int(st, 5);
+	body = sqlite3_column_text(st, 6);
+	e->body_len = (size_t)sqlite3_column_bytes(st, 6);
+	if ((e->body = malloc(e->body_len + 1)) == NULL ||
+	    (sqlite3_column_type(st, 2) != SQLITE_NULL && e->type == NULL) ||
+	    (sqlite3_column_type(st, 3) != SQLITE_NULL && e->tenant == NULL)) {
+		whk_stored_event_clear(e);
+		return -1;
+	}
+	memcpy(e->body, body, e->body_len);
+	e->body[e->body_len] = '\0';
+	return 0;
+}
+
+int
+whk_store_event_find(struct whk_store *s, const char *id,
+    struct whk_stored_event *e, struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_EVENT_FIND, err);
+	int rc;
+
+	memset(e, 0, sizeof(*e));
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, id);
+	rc = sqlite3_step(st);
+	if (rc == SQLITE_ROW && event_row(st, e) == -1) {
+		sqlite3_reset(st);
+		return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+	}
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? 1 : fail(s, err, rc, "store");
+}
+
+int
+whk_store_events_unrouted(struct whk_store *s, int64_t after,
+    struct whk_stored_event *out, size_t max, size_t *n, struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_EVENTS_UNROUTED, err);
+	int rc;
+
+	*n = 0;
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, after);
+	sqlite3_bind_int64(st, 2, (int64_t)max);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (event_row(st, &out[*n]) == -1) {
+			sqlite3_reset(st);
+			return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		}
+		(*n)++;
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
+}
+
+static int
+one_int(struct whk_store *s, sqlite3_stmt *st, int64_t *out,
+    struct whk_err *err)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc == SQLITE_ROW)
+		*out = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return fail(s, err, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc, "store");
+}
+
+int
+whk_store_endpoints_stamp(struct whk_store *s, int64_t *stamp,
+    struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_ENDPOINTS_STAMP, err);
+
+	return st ? one_int(s, st, stamp, err) : -1;
+}
+
+int
+whk_store_webhook_create(struct whk_store *s, int64_t endpoint_id,
+    int body_kind, const char *group_key, int64_t first_event_at,
+    int64_t events, int64_t bytes, char id[WHK_ID_LEN], int64_t *seq,
+    struct whk_err *err)
+{
+	sqlite3_stmt *st;
+
+	if (whk_id_new("msg", id, err) == -1 ||
+	    (st = stmt(s, S_WEBHOOK_CREATE, err)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, endpoint_id);
+	sqlite3_bind_int(st, 3, body_kind);
+	bind_text(st, 4, group_key);
+	sqlite3_bind_int64(st, 5, first_event_at);
+	sqlite3_bind_int64(st, 6, whk_now_ms());
+	sqlite3_bind_int64(st, 7, events);
+	sqlite3_bind_int64(st, 8, bytes);
+	if (step_done(s, st, err) == -1)
+		return -1;
+	*seq = sqlite3_last_insert_rowid(s->db);
+	return 0;
+}
+
+static int
+seq_array(const int64_t *seqs, size_t n, struct whk_buf *b,
+    struct whk_err *err)
+{
+	size_t i;
+
+	whk_buf_reset(b);
+	whk_buf_add(b, "[", 1);
+	for (i = 0; i < n; i++)
+		whk_buf_printf(b, i ? ",%lld" : "%lld", (long long)seqs[i]);
+	whk_buf_add(b, "]", 1);
+	return b->oom ? whk_error(err, WHK_EXIT_SYSTEM, "out of memory") : 0;
+}
+
+int
+whk_store_webhook_link(struct whk_store *s, int64_t webhook_seq,
+    int64_t endpoint_id, const int64_t *seqs, size_t n,
+    unsigned char *linked, size_t *nlinked, struct whk_err *err)
+{
+	sqlite3_stmt *st;
+	size_t i;
+	int64_t got;
+	int rc;
+
+	if (seq_array(seqs, n, &s->scratch, err) == -1 ||
+	    (st = stmt(s, S_WEBHOOK_LINK, err)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, s->scratch.data, (int)s->scratch.len,
+	    SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, endpoint_id);
+	sqlite3_bind_int64(st, 3, webhook_seq);
+	if (step_done(s, st, err) == -1)
+		return -1;
+	*nlinked = (size_t)sqlite3_changes(s->db);
+	memset(linked, *nlinked == n, n);
+	if (*nlinked == n)
+		return 0;
+	/* Some were in another webhook already: which did we get? */
+	if ((st = stmt(s, S_WEBHOOK_LINKED, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, webhook_seq);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		got = sqlite3_column_int64(st, 0);
+		for (i = 0; i < n; i++)
+			if (seqs[i] == got)
+				linked[i] = 1;
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
+}
+
+int
+whk_store_events_routed(struct whk_store *s, const int64_t *seqs, size_t n,
+    struct whk_err *err)
+{
+	sqlite3_stmt *st;
+
+	if (n == 0)
+		return 0;
+	if (seq_array(seqs, n, &s->scratch, err) == -1 ||
+	    (st = stmt(s, S_EVENTS_ROUTED, err)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, s->scratch.data, (int)s->scratch.len,
+	    SQLITE_STATIC);
+	return step_done(s, st, err);
+}
+
+int
+whk_store_webhook_finish(struct whk_store *s, int64_t seq, int64_t events,
+    int64_t bytes, const char *body, size_t len, struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_WEBHOOK_FINISH, err);
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, seq);
+	sqlite3_bind_int64(st, 2, events);
+	sqlite3_bind_int64(st, 3, bytes);
+	if (body)
+		sqlite3_bind_blob(st, 4, body, (int)len, SQLITE_STATIC);
+	return step_done(s, st, err);
+}
+
+int
+whk_store_webhook_drop(struct whk_store *s, int64_t seq, struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_WEBHOOK_DROP, err);
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, seq);
+	return step_done(s, st, err);
+}
+
+int
+whk_store_webhook_body(struct whk_store *s, int64_t seq, struct whk_buf *out,
+    struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_WEBHOOK_KIND, err);
+	int rc, kind, n = 0;
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, seq);
+	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
+		sqlite3_reset(st);
+		return fail(s, err, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc,
+		    "store");
+	}
+	kind = sqlite3_column_int(st, 0);
+	if (kind == WHK_BODY_STORED)
+		whk_buf_add(out, sqlite3_column_blob(st, 1),
+		    (size_t)sqlite3_column_bytes(st, 1));
+	sqlite3_reset(st);
+	if (kind != WHK_BODY_STORED) {
+		if ((st = stmt(s, S_WEBHOOK_EVENTS, err)) == NULL)
+			return -1;
+		sqlite3_bind_int64(st, 1, seq);
+		if (kind == WHK_BODY_ARRAY)
+			whk_buf_add(out, "[", 1);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			if (n++ > 0)
+				whk_buf_add(out, ",", 1);
+			whk_buf_add(out, sqlite3_column_text(st, 0),
+			    (size_t)sqlite3_column_bytes(st, 0));
+		}
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return fail(s, err, rc, "store");
+		if (kind == WHK_BODY_ARRAY)
+			whk_buf_add(out, "]", 1);
+	}
+	return out->oom ? whk_error(err, WHK_EXIT_SYSTEM, "out of memory") : 0;
 }

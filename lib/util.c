@@ -395,6 +395,16 @@ whk_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+/* For waiting: never pinned, never stepped. */
+int64_t
+whk_mono_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
 /*
  * Ids are ULIDs behind a type prefix: 48 bits of milliseconds and 80
  * random bits, in Crockford's base32, so they sort by time as strings.

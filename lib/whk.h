@@ -61,6 +61,7 @@ void	 whk_format_time(int64_t ms, char *, size_t);	/* RFC 3339, UTC */
 /* The clock: real time, or WHK_NOW when set (tests walk weeks in seconds). */
 int	 whk_now_init(struct whk_err *);
 int64_t	 whk_now_ms(void);
+int64_t	 whk_mono_ms(void);	/* a monotonic clock, for timers */
 
 /* Time-sortable unique ids: prefix "evt", "msg", "atm". */
 #define WHK_ID_LEN 31	/* "xxx_" + 26 + NUL */
@@ -99,6 +100,7 @@ int	 whk_lines_init(struct whk_lines *, int fd, size_t max);
 int	 whk_lines_next(struct whk_lines *, const char **, size_t *,
 	    int *too_long, struct whk_err *);
 int	 whk_lines_ready(struct whk_lines *);
+int	 whk_lines_wait(struct whk_lines *, int ms);
 void	 whk_lines_free(struct whk_lines *);
 
 /*
@@ -127,6 +129,28 @@ struct whk_jq;
 struct whk_jq	*whk_jq_compile(const char *expr, const char *what,
 		    struct whk_err *);
 void		 whk_jq_free(struct whk_jq *);
+int		 whk_jq_apply(struct whk_jq *, const char *text, size_t len,
+		    struct whk_buf *out, struct whk_err *);
+
+/* Many expressions compiled as one program and run together. */
+enum { WHK_JQ_NONE, WHK_JQ_VALUE, WHK_JQ_ERROR };
+struct whk_jq_result {
+	int	 kind;		/* WHK_JQ_* */
+	int	 truthy;	/* a value neither false nor null */
+	char	*text;		/* the value as JSON, or the error */
+};
+struct whk_jq_set;
+struct whk_jq_set *whk_jq_set_compile(const char *const *exprs, size_t n,
+		    struct whk_err *);
+int		 whk_jq_set_eval(struct whk_jq_set *, const char *text,
+		    size_t len, struct whk_jq_result *out, struct whk_err *);
+void		 whk_jq_results_clear(struct whk_jq_result *, size_t n);
+void		 whk_jq_set_free(struct whk_jq_set *);
+
+/* A top-level string member of a record line ("event", "webhook"). */
+int		 whk_record_field(const char *line, size_t len,
+		    const char *name, char *out, size_t outsz,
+		    struct whk_err *);
 
 /* How whk-ingest turns a line into an event. */
 struct whk_ingest_rules {
@@ -181,12 +205,14 @@ struct whk_endpoint {
 	char	*types;
 	char	*filter;
 	char	*group_by;
+	char	*template;
 	char	*headers;		/* "K: V" lines joined by '\n' */
 	int64_t	 batch;
 	int64_t	 batch_bytes;
 	int64_t	 window_ms;
 	int64_t	 timeout_ms;
 	int64_t	 concurrency;
+	int64_t	 rate;			/* requests per second; 0: no cap */
 	int	 allow_private;
 	int64_t	 disabled_at;		/* ms; 0 when enabled */
 	char	*disabled_reason;
@@ -216,5 +242,60 @@ int	 whk_store_endpoint_each(struct whk_store *, whk_endpoint_fn, void *,
  */
 int	 whk_store_event_add(struct whk_store *, const struct whk_event *,
 	    char id[WHK_ID_LEN], int *duplicate, struct whk_err *);
+
+/* An event as the store holds it. */
+struct whk_stored_event {
+	int64_t	 seq;
+	char	 id[WHK_ID_LEN];
+	char	*type;
+	char	*tenant;
+	int64_t	 received_at;
+	int	 routed;		/* whk-batch has handled it */
+	char	*body;			/* NUL-terminated */
+	size_t	 body_len;
+};
+void	 whk_stored_event_clear(struct whk_stored_event *);
+/* 0 and the event, 1 when there is none with that id, -1 on error. */
+int	 whk_store_event_find(struct whk_store *, const char *id,
+	    struct whk_stored_event *, struct whk_err *);
+/*
+ * Up to max events not yet routed with seq > after, oldest first, into
+ * out (which the caller clears); *n receives how many.
+ */
+int	 whk_store_events_unrouted(struct whk_store *, int64_t after,
+	    struct whk_stored_event *out, size_t max, size_t *n,
+	    struct whk_err *);
+int	 whk_store_events_routed(struct whk_store *, const int64_t *seqs,
+	    size_t n, struct whk_err *);
+/* Changes whenever an endpoint is added, changed or removed. */
+int	 whk_store_endpoints_stamp(struct whk_store *, int64_t *,
+	    struct whk_err *);
+
+/*
+ * Webhooks.  A body is kept only when a template made it; otherwise it
+ * is its events as stored, one alone ("event") or as an array ("array"),
+ * built when needed, so fan-out never copies an event.
+ */
+enum { WHK_BODY_STORED, WHK_BODY_EVENT, WHK_BODY_ARRAY };
+int	 whk_store_webhook_create(struct whk_store *, int64_t endpoint_id,
+	    int body_kind, const char *group_key, int64_t first_event_at,
+	    int64_t events, int64_t bytes, char id[WHK_ID_LEN], int64_t *seq,
+	    struct whk_err *);
+/*
+ * Link events to a webhook.  linked[i] tells whether seqs[i] was linked;
+ * it was not when it is in another webhook of the endpoint already.
+ */
+int	 whk_store_webhook_link(struct whk_store *, int64_t webhook_seq,
+	    int64_t endpoint_id, const int64_t *seqs, size_t n,
+	    unsigned char *linked, size_t *nlinked, struct whk_err *);
+/* Set the counts (and a template's body); no events linked: drop it. */
+int	 whk_store_webhook_finish(struct whk_store *, int64_t seq,
+	    int64_t events, int64_t bytes, const char *body, size_t len,
+	    struct whk_err *);
+int	 whk_store_webhook_drop(struct whk_store *, int64_t seq,
+	    struct whk_err *);
+/* The body as it is sent, appended to out. */
+int	 whk_store_webhook_body(struct whk_store *, int64_t seq,
+	    struct whk_buf *out, struct whk_err *);
 
 #endif /* WHK_H */

@@ -52,7 +52,7 @@ teardown() {
 	export WHK_NOW=$NOW
 	ep add acme https://example.com/x
 	assert_success
-	assert_output '{"endpoint":"acme","url":"https://example.com/x","secret":"whsec_********","rotation_until":null,"state":"enabled","disabled_reason":null,"disabled_at":null,"tenant":null,"types":null,"filter":null,"group_by":null,"batch":1,"batch_bytes":262144,"window_ms":0,"timeout_ms":15000,"concurrency":8,"headers":[],"allow_private":false,"created_at":"2026-01-01T00:00:00.000Z","updated_at":"2026-01-01T00:00:00.000Z"}'
+	assert_output '{"endpoint":"acme","url":"https://example.com/x","secret":"whsec_********","rotation_until":null,"state":"enabled","disabled_reason":null,"disabled_at":null,"tenant":null,"types":null,"filter":null,"group_by":null,"template":null,"batch":1,"batch_bytes":262144,"window_ms":0,"timeout_ms":15000,"concurrency":8,"rate":0,"headers":[],"allow_private":false,"created_at":"2026-01-01T00:00:00.000Z","updated_at":"2026-01-01T00:00:00.000Z"}'
 	stderr_is ""
 	added=$output
 	ep show acme
@@ -1044,7 +1044,7 @@ billing  enabled   https://billing.example.com/hooks  acme       50  order.*,inv
 	run sh -c "whk-endpoint list | jq -r .endpoint | tr '\n' ' '"
 	assert_output "e1 e2 e3 e4 e5 e6 e7 e8 "
 	run sql "PRAGMA user_version; select count(*) from endpoints"
-	assert_output $'1\n8'
+	assert_output $'2\n8'
 }
 
 @test "8 parallel sets of one endpoint all succeed; one of them wins whole" {

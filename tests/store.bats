@@ -20,9 +20,9 @@ load helpers
 	run mode whk.db
 	assert_output 600
 	run sql "PRAGMA journal_mode; PRAGMA user_version; PRAGMA application_id"
-	assert_output $'wal\n1\n2003331889'
+	assert_output $'wal\n2\n2003331889'
 	run sql "select name from sqlite_master where type = 'table' order by name"
-	assert_output $'attempts\nendpoints\nevents\nwebhook_events\nwebhooks'
+	assert_output $'attempts\nendpoints\nevents\nunrouted\nwebhook_events\nwebhooks'
 }
 
 @test "the default store is under XDG_DATA_HOME, else HOME, in a 0700 directory" {
@@ -53,7 +53,7 @@ load helpers
 	run cat err1 err2 err3 err4 err5 err6
 	assert_output ""
 	run sql "select count(*) from events; PRAGMA user_version"
-	assert_output $'6\n1'
+	assert_output $'6\n2'
 }
 
 @test "an empty file becomes a store; another SQLite database is refused" {
@@ -68,12 +68,30 @@ load helpers
 	assert_output t
 }
 
+@test "a store of an older version is migrated forward, its data kept" {
+	whk-ingest <<<'{"id":"a"}' >/dev/null
+	# What version 1 looked like: no body_kind.
+	sql "ALTER TABLE webhooks DROP COLUMN body_kind; DROP TABLE unrouted;
+	    DROP TRIGGER events_unrouted; DROP TRIGGER events_append_only;
+	    CREATE INDEX events_unrouted ON events(seq) WHERE routed_at IS NULL;
+	    CREATE TRIGGER events_append_only BEFORE UPDATE OF seq, id, key, type,
+	    tenant, received_at, body ON events BEGIN
+	    SELECT RAISE(ABORT, 'events are append-only'); END;
+	    PRAGMA user_version = 1"
+	run whk-ingest <<<'{"id":"b"}'
+	assert_success
+	run sql "PRAGMA user_version; select count(*) from events;
+	    select count(*) from pragma_table_info('webhooks') where name = 'body_kind';
+	    select count(*) from unrouted"
+	assert_output $'2\n2\n1\n2'
+}
+
 @test "a store from a newer whk is refused, not downgraded" {
 	whk-ingest <<<'{"id":"a"}' >/dev/null
 	sql "PRAGMA user_version = 99"
 	run whk-ingest <<<'{"id":"b"}'
 	assert_failure 3
-	assert_output "whk-ingest: cannot open '$WHK_STORE': schema version 99 is newer than this whk knows (1)"
+	assert_output "whk-ingest: cannot open '$WHK_STORE': schema version 99 is newer than this whk knows (2)"
 	run sql "select count(*) from events"
 	assert_output 1
 }
@@ -164,7 +182,9 @@ load helpers
 @test "the later programs' queries use indexes, never a scan of a whole table" {
 	whk-ingest <<<'{"id":"a"}' >/dev/null
 	plan() { sql "EXPLAIN QUERY PLAN $1" | grep -E 'SCAN (events|webhooks|attempts|webhook_events)$' || true; }
-	run plan "SELECT seq FROM events WHERE routed_at IS NULL ORDER BY seq LIMIT 100"
+	run plan "SELECT e.seq FROM unrouted u JOIN events e ON e.seq = u.seq WHERE u.seq > 5 ORDER BY u.seq LIMIT 100"
+	assert_output ""
+	run plan "SELECT seq FROM events WHERE id = 'evt_x'"
 	assert_output ""
 	run plan "SELECT seq FROM webhooks WHERE endpoint_id = 1 AND attempts = 0 AND state = 'pending' ORDER BY seq LIMIT 100"
 	assert_output ""

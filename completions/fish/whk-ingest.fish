@@ -1,0 +1,10 @@
+# fish completion for whk-ingest; arguments are files.
+complete -c whk-ingest -s s -l store -r -F -d 'The store'
+complete -c whk-ingest -l map -x -d 'Rewrite each event with a jq expression'
+complete -c whk-ingest -l type-from -x -d 'Event type (default .type)'
+complete -c whk-ingest -l tenant-from -x -d 'Tenant (default .tenant)'
+complete -c whk-ingest -l key-from -x -d 'Idempotency key (default .id)'
+complete -c whk-ingest -l require -x -d 'Reject events for which JQ is not true'
+complete -c whk-ingest -l max-bytes -x -d 'Longest line accepted (default 1M)'
+complete -c whk-ingest -s h -l help -d 'Show this help'
+complete -c whk-ingest -s V -l version -d 'Show the version'

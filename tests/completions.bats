@@ -1,0 +1,149 @@
+#!/usr/bin/env bats
+# Shell completions of whk-ingest and whk-endpoint (completions/): bash
+# completion offers commands, options and endpoint names; every option of
+# --help is completed by bash, zsh and fish; the files parse.
+
+load helpers
+
+COMP="$WHK_ROOT/completions"
+BASH_COMPLETION=/usr/share/bash-completion/bash_completion
+
+# complete_bash PROG LINE: what bash completion of PROG offers for LINE with
+# the cursor at its end, one per line, as bash would ask for it.
+complete_bash() {
+	bash --norc --noprofile -c '
+		source "$1" && source "$2" || exit 1
+		COMP_LINE=$3 COMP_POINT=${#3}
+		read -ra COMP_WORDS <<<"$3"
+		[[ $3 == *" " ]] && COMP_WORDS+=("")
+		COMP_CWORD=$((${#COMP_WORDS[@]} - 1))
+		fn=$(complete -p "${COMP_WORDS[0]}") || exit 1
+		fn=${fn#*-F } fn=${fn%% *}
+		"$fn" "${COMP_WORDS[0]}" "${COMP_WORDS[COMP_CWORD]}" \
+			"${COMP_WORDS[COMP_CWORD-1]}"
+		printf "%s\n" "${COMPREPLY[@]}"' \
+		_ "$BASH_COMPLETION" "$COMP/bash/$1" "$2"
+}
+
+# complete_fish PROG LINE: what fish offers for LINE, one per line.
+complete_fish() {
+	fish --no-config -c 'source $argv[1]; complete -C $argv[2] | cut -f1' \
+		"$COMP/fish/$1.fish" "$2"
+}
+
+@test "bash completion files parse" {
+	run bash -n "$COMP/bash/whk-ingest"
+	assert_success
+	assert_output ""
+	run bash -n "$COMP/bash/whk-endpoint"
+	assert_success
+	assert_output ""
+}
+
+@test "bash completes commands, options and --format values" {
+	[ -f "$BASH_COMPLETION" ] || skip "bash-completion is not installed"
+	run complete_bash whk-endpoint 'whk-endpoint '
+	assert_success
+	assert_output "$(printf '%s\n' add set list show disable enable rm rotate-secret)"
+	run complete_bash whk-endpoint 'whk-endpoint -s x.db ro'
+	assert_output "rotate-secret"
+	run complete_bash whk-ingest 'whk-ingest --map'
+	assert_success
+	assert_output "--map"
+	run complete_bash whk-ingest 'whk-ingest --ma'
+	assert_output "$(printf '%s\n' --map --max-bytes)"
+	run complete_bash whk-ingest 'whk-ingest --map . --ty'
+	assert_output "--type-from"
+	run complete_bash whk-endpoint 'whk-endpoint list --format '
+	assert_output "$(printf '%s\n' json table)"
+	run complete_bash whk-endpoint 'whk-endpoint disable a --'
+	assert_output "$(printf '%s\n' --reason --show-secret --store)"
+	run complete_bash whk-endpoint 'whk-endpoint set a --no'
+	assert_output "--no-allow-private"
+	run complete_bash whk-endpoint 'whk-endpoint add a --no'
+	assert_output ""
+}
+
+@test "bash completes files for whk-ingest and --store" {
+	[ -f "$BASH_COMPLETION" ] || skip "bash-completion is not installed"
+	touch events.ndjson other.db
+	run complete_bash whk-ingest 'whk-ingest ev'
+	assert_output "events.ndjson"
+	run complete_bash whk-endpoint 'whk-endpoint list --store oth'
+	assert_output "other.db"
+	run complete_bash whk-ingest 'whk-ingest --require oth'
+	assert_output ""
+}
+
+@test "bash completes endpoint names from the store given on the line" {
+	[ -f "$BASH_COMPLETION" ] || skip "bash-completion is not installed"
+	whk-endpoint add a https://example.com/ >/dev/null
+	whk-endpoint add b https://example.com/b >/dev/null
+	whk-endpoint -s other.db add c https://example.com/ >/dev/null
+	run complete_bash whk-endpoint 'whk-endpoint show '
+	assert_success
+	assert_output "$(printf '%s\n' a b)"
+	run complete_bash whk-endpoint 'whk-endpoint rotate-secret --grace 1h '
+	assert_output "$(printf '%s\n' a b)"
+	run complete_bash whk-endpoint 'whk-endpoint -s other.db show '
+	assert_output "c"
+	run complete_bash whk-endpoint 'whk-endpoint rm --store=other.db '
+	assert_output "c"
+	run complete_bash whk-endpoint 'whk-endpoint show a '
+	assert_output ""
+	run complete_bash whk-endpoint 'whk-endpoint add '
+	assert_output ""
+	run complete_bash whk-endpoint 'whk-endpoint -s missing/x.db show '
+	assert_output ""
+}
+
+@test "every long option of --help is completed by bash, zsh and fish" {
+	local prog opt missing="" n=0
+	for prog in whk-ingest whk-endpoint; do
+		for opt in $("$prog" --help | grep -o -- '--[a-z-]*' | sort -u); do
+			n=$((n + 1))
+			grep -Eq -- "(^|[^a-z-])$opt([^a-z-]|\$)" "$COMP/bash/$prog" ||
+				missing+=" bash/$prog:$opt"
+			grep -Eq -- "(^|[^a-z-])$opt([^a-z-]|\$)" "$COMP/zsh/_$prog" ||
+				missing+=" zsh/_$prog:$opt"
+			grep -Eq -- "-l ${opt#--}( |\$)" "$COMP/fish/$prog.fish" ||
+				missing+=" fish/$prog.fish:$opt"
+		done
+	done
+	[ "$n" -gt 20 ] || fail "too few options in --help: $n"
+	assert_equal "$missing" ""
+}
+
+@test "zsh completion files parse" {
+	command -v zsh >/dev/null || skip "zsh is not installed"
+	run zsh -n "$COMP/zsh/_whk-ingest"
+	assert_success
+	assert_output ""
+	run zsh -n "$COMP/zsh/_whk-endpoint"
+	assert_success
+	assert_output ""
+	run head -q -n 1 "$COMP/zsh/_whk-ingest" "$COMP/zsh/_whk-endpoint"
+	assert_output "$(printf '%s\n' '#compdef whk-ingest' '#compdef whk-endpoint')"
+}
+
+@test "fish completion files parse and complete commands and names" {
+	command -v fish >/dev/null || skip "fish is not installed"
+	run fish --no-config -n "$COMP/fish/whk-ingest.fish"
+	assert_success
+	assert_output ""
+	run fish --no-config -n "$COMP/fish/whk-endpoint.fish"
+	assert_success
+	assert_output ""
+	whk-endpoint add a https://example.com/ >/dev/null
+	whk-endpoint -s other.db add c https://example.com/ >/dev/null
+	run complete_fish whk-endpoint 'whk-endpoint '
+	assert_output "$(printf '%s\n' add disable enable list rm rotate-secret set show)"
+	run complete_fish whk-endpoint 'whk-endpoint show '
+	assert_output "a"
+	run complete_fish whk-endpoint 'whk-endpoint -s other.db show '
+	assert_output "c"
+	run complete_fish whk-endpoint 'whk-endpoint list --format '
+	assert_output "$(printf '%s\n' json table)"
+	run complete_fish whk-ingest 'whk-ingest --ma'
+	assert_output "$(printf '%s\n' --map --max-bytes)"
+}
