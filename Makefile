@@ -32,10 +32,10 @@ LIBSRC	 = lib/util.c lib/lines.c lib/json.c lib/store.c lib/http.c lib/sign.c
 OBJDIR	 = build/$(MODE)
 LIBOBJ	 = $(LIBSRC:lib/%.c=$(OBJDIR)/lib/%.o)
 BINS	 = $(PROGS:%=bin/%)
-TESTBINS = bin/test-bench-load
+TESTBINS = bin/test-receiver
 MAN1	 = $(PROGS:%=share/man/man1/%.1)
 
-all: $(BINS)
+all: $(BINS) $(TESTBINS)
 
 # Switching between SAN=1 and a normal build relinks everything.
 $(OBJDIR)/.mode:
@@ -48,6 +48,12 @@ $(OBJDIR)/%.o: %.c lib/whk.h $(OBJDIR)/.mode
 $(BINS): bin/%: $(OBJDIR)/cmd/%.o $(LIBOBJ) $(OBJDIR)/.mode
 	@mkdir -p bin
 	$(CC) $(CFLAGS) $(SANFLAGS) -o $@ $< $(LIBOBJ) $(LIBS)
+
+# Test helpers: built with the programs, never installed.
+bin/test-receiver: tests/receiver.c $(OBJDIR)/.mode
+	@mkdir -p bin
+	$(CC) $(STD) $(WARN) $(CFLAGS) $(SANFLAGS) -pthread -o $@ \
+	    tests/receiver.c $(PKG_CFLAGS) -lcrypto
 
 deps:
 	@sh tests/deps.sh

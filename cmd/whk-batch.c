@@ -33,6 +33,7 @@
 #define RELOAD_MS	1000	/* how often a stream looks for new endpoints */
 #define DUE_MS		10	/* how often windows are looked at under load */
 #define MAX_RECORD	(64 * 1024)
+#define HELD_BUCKETS	4096
 
 static const char usage[] =
 "usage: whk-batch [-s store] [--pending [--limit n]] [--dry-run] [-v]\n";
@@ -67,6 +68,7 @@ static const struct option longopts[] = {
 
 /* An event on its way: freed when its last group has been written. */
 struct pev {
+	struct pev *hnext;	/* events this run holds, by seq */
 	int64_t	 seq;
 	int64_t	 received_at;
 	size_t	 bytes;
@@ -104,6 +106,7 @@ struct batch {
 	struct whk_jq_set	*set;
 	size_t			 nset;
 	struct whk_jq_result	*results;
+	struct pev		*held[HELD_BUCKETS];	/* in open groups */
 	int64_t			 stamp;
 	int64_t			 last_reload;
 	int64_t			 last_due;
@@ -202,6 +205,29 @@ maybe_commit(struct batch *b, struct whk_err *err)
 	return 0;
 }
 
+static void
+pev_release(struct batch *b, struct pev *p)
+{
+	struct pev **pp = &b->held[(uint64_t)p->seq % HELD_BUCKETS];
+
+	while (*pp && *pp != p)
+		pp = &(*pp)->hnext;
+	if (*pp)
+		*pp = p->hnext;
+	free(p);
+}
+
+static int
+held(struct batch *b, int64_t seq)
+{
+	struct pev *p;
+
+	for (p = b->held[(uint64_t)seq % HELD_BUCKETS]; p; p = p->hnext)
+		if (p->seq == seq)
+			return 1;
+	return 0;
+}
+
 static int
 event_routed(struct batch *b, struct pev *p, struct whk_err *err)
 {
@@ -214,7 +240,7 @@ event_routed(struct batch *b, struct pev *p, struct whk_err *err)
 			b->caprouted = b->caprouted ? b->caprouted * 2 : 1024;
 			if ((v = reallocarray(b->routed, b->caprouted,
 			    sizeof(*v))) == NULL) {
-				free(p);
+				pev_release(b, p);
 				return oom(err);
 			}
 			b->routed = v;
@@ -222,7 +248,7 @@ event_routed(struct batch *b, struct pev *p, struct whk_err *err)
 		b->routed[b->nrouted++] = p->seq;
 		b->txn_items++;
 	}
-	free(p);
+	pev_release(b, p);
 	return 0;
 }
 
@@ -511,13 +537,16 @@ route(struct batch *b, const struct whk_stored_event *ev, struct whk_err *err)
 	size_t i;
 	int evaluated = 0, matched = 0;
 
-	if (ev->routed) {
+	/* A duplicate's record names an event this run may hold already. */
+	if (ev->routed || held(b, ev->seq)) {
 		b->already++;
 		return 0;
 	}
 	b->events++;
 	if ((p = calloc(1, sizeof(*p))) == NULL)
 		return oom(err);
+	p->hnext = b->held[(uint64_t)ev->seq % HELD_BUCKETS];
+	b->held[(uint64_t)ev->seq % HELD_BUCKETS] = p;
 	p->seq = ev->seq;
 	p->received_at = ev->received_at;
 	p->bytes = ev->body_len;
@@ -574,7 +603,7 @@ fail:
 	if (evaluated)
 		whk_jq_results_clear(r, b->nset);
 	if (--p->outstanding == 0)
-		free(p);
+		pev_release(b, p);
 	return -1;
 }
 
@@ -865,7 +894,7 @@ pending(struct batch *b, int64_t limit, struct whk_err *err)
 		group_unlink(b, g);
 		for (i = 0; i < g->n; i++)
 			if (--g->ev[i]->outstanding == 0)
-				free(g->ev[i]);
+				pev_release(b, g->ev[i]);
 		group_free(g);
 	}
 	return 0;
@@ -972,7 +1001,7 @@ main(int argc, char *argv[])
 		group_unlink(&b, g);
 		for (i = 0; i < g->n; i++)
 			if (--g->ev[i]->outstanding == 0)
-				free(g->ev[i]);
+				pev_release(&b, g->ev[i]);
 		group_free(g);
 	}
 	endpoints_free(&b);

@@ -752,14 +752,25 @@ whk_record_field(const char *line, size_t len, const char *name, char *out,
  * A set of expressions evaluated together on one input.  jq 1.6 spends
  * most of a compile binding its builtins, so a thousand filters compiled
  * one by one cost seconds; joined into one program they cost one
- * compile.  Each runs under try, so one failing does not hide the rest.
- * A set that does not compile joined (a filter with an import, say) is
- * compiled one expression at a time instead.
+ * compile.  jq refuses a program whose code passes 64 KiB, so the set is
+ * joined in parts, and a part that does not compile (too long, or a
+ * filter with an import) is split in two until it does.  Each expression
+ * runs under try, so one failing does not hide the rest.
  */
+#define SET_PART	128	/* expressions joined into one program */
+
+struct set_part {
+	struct whk_jq	*q;
+	size_t		 first, n;
+	struct whk_jq	**alone;	/* to tell an error, when one comes */
+	const char	*const *exprs;
+};
+
 struct whk_jq_set {
-	struct whk_jq	 *joined;
-	struct whk_jq	**each;		/* when joining failed */
-	size_t		  n;
+	struct set_part	*parts;
+	size_t		 nparts, cap;
+	size_t		 n;
+	char		**exprs;	/* kept to compile one alone later */
 };
 
 void
@@ -769,56 +780,104 @@ whk_jq_set_free(struct whk_jq_set *set)
 
 	if (set == NULL)
 		return;
-	whk_jq_free(set->joined);
-	if (set->each)
+	for (i = 0; i < set->nparts; i++) {
+		whk_jq_free(set->parts[i].q);
+		if (set->parts[i].alone) {
+			size_t k;
+
+			for (k = 0; k < set->parts[i].n; k++)
+				whk_jq_free(set->parts[i].alone[k]);
+			free(set->parts[i].alone);
+		}
+	}
+	free(set->parts);
+	if (set->exprs) {
 		for (i = 0; i < set->n; i++)
-			whk_jq_free(set->each[i]);
-	free(set->each);
+			free(set->exprs[i]);
+		free(set->exprs);
+	}
 	free(set);
+}
+
+static int
+set_part_compile(struct whk_jq_set *set, const char *const *exprs,
+    size_t first, size_t n, struct whk_err *err)
+{
+	struct whk_buf prog = { 0 };
+	struct set_part *v;
+	struct whk_jq *q;
+	struct whk_err why;
+	size_t i;
+
+	if (n == 1)
+		q = whk_jq_compile(exprs[first], "jq", err);
+	else {
+		/* Newlines end any comment an expression closes with. */
+		whk_buf_puts(&prog, "[");
+		for (i = first; i < first + n; i++)
+			whk_buf_printf(&prog, "%s([(\n%s\n)]? // null)",
+			    i > first ? ",\n" : "", exprs[i]);
+		whk_buf_puts(&prog, "]");
+		if (prog.oom) {
+			whk_buf_free(&prog);
+			return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		}
+		q = whk_jq_compile(prog.data, "jq", &why);
+		whk_buf_free(&prog);
+		if (q == NULL)
+			return set_part_compile(set, exprs, first, n / 2, err) ==
+			    -1 ? -1 : set_part_compile(set, exprs, first + n / 2,
+			    n - n / 2, err);
+	}
+	if (q == NULL)
+		return -1;
+	if (set->nparts == set->cap) {
+		set->cap = set->cap ? set->cap * 2 : 4;
+		if ((v = reallocarray(set->parts, set->cap, sizeof(*v))) ==
+		    NULL) {
+			whk_jq_free(q);
+			return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		}
+		set->parts = v;
+	}
+	memset(&set->parts[set->nparts], 0, sizeof(set->parts[0]));
+	set->parts[set->nparts].q = q;
+	set->parts[set->nparts].first = first;
+	set->parts[set->nparts].n = n;
+	set->parts[set->nparts].exprs = (const char *const *)set->exprs + first;
+	set->nparts++;
+	return 0;
 }
 
 struct whk_jq_set *
 whk_jq_set_compile(const char *const *exprs, size_t n, struct whk_err *err)
 {
 	struct whk_jq_set *set;
-	struct whk_buf prog = { 0 };
-	struct whk_err ignored;
-	size_t i;
+	size_t i, k;
 
 	if ((set = calloc(1, sizeof(*set))) == NULL) {
 		whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
 		return NULL;
 	}
 	set->n = n;
-	if (n == 0)
-		return set;
-	/* Newlines end any comment an expression closes with. */
-	whk_buf_puts(&prog, "[");
-	for (i = 0; i < n; i++)
-		whk_buf_printf(&prog, "%s(try [(\n%s\n)] catch {e: .})",
-		    i ? ",\n" : "", exprs[i]);
-	whk_buf_puts(&prog, "]");
-	if (prog.oom) {
-		whk_buf_free(&prog);
-		whk_jq_set_free(set);
-		whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
-		return NULL;
-	}
-	set->joined = whk_jq_compile(prog.data, "jq", &ignored);
-	whk_buf_free(&prog);
-	if (set->joined)
-		return set;
-	if ((set->each = calloc(n, sizeof(*set->each))) == NULL) {
-		whk_jq_set_free(set);
+	if ((set->exprs = calloc(n + 1, sizeof(*set->exprs))) == NULL) {
+		free(set);
 		whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
 		return NULL;
 	}
 	for (i = 0; i < n; i++)
-		if ((set->each[i] = whk_jq_compile(exprs[i], "jq", err)) ==
-		    NULL) {
+		if ((set->exprs[i] = strdup(exprs[i])) == NULL) {
+			whk_jq_set_free(set);
+			whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+			return NULL;
+		}
+	for (i = 0; i < n; i += k) {
+		k = n - i < SET_PART ? n - i : SET_PART;
+		if (set_part_compile(set, exprs, i, k, err) == -1) {
 			whk_jq_set_free(set);
 			return NULL;
 		}
+	}
 	return set;
 }
 
@@ -841,6 +900,78 @@ result_set(struct whk_jq_result *r, int kind, jv v)
 	jv_free(v);
 }
 
+/* One expression failed in its part: run it alone to learn why. */
+static void
+alone_eval(struct set_part *part, size_t i, jv in, struct whk_jq_result *out)
+{
+	struct whk_err err;
+	jv r;
+	int rc;
+
+	if (part->alone == NULL)
+		part->alone = calloc(part->n, sizeof(*part->alone));
+	if (part->alone && part->alone[i] == NULL)
+		part->alone[i] = whk_jq_compile(part->exprs[i], "jq", &err);
+	if (part->alone == NULL || part->alone[i] == NULL) {
+		jv_free(in);
+		result_set(out, WHK_JQ_ERROR, jv_string("error"));
+		return;
+	}
+	rc = jq_first(part->alone[i], in, &r, &err);
+	if (rc == 1)
+		result_set(out, WHK_JQ_VALUE, r);
+	else if (rc == 0)
+		result_set(out, WHK_JQ_NONE, jv_null());
+	else
+		result_set(out, WHK_JQ_ERROR, jv_string(err.msg +
+		    strlen("jq: ")));
+}
+
+static void
+part_eval(struct set_part *part, jv in, struct whk_jq_result *out)
+{
+	struct whk_err err;
+	jv r, e;
+	size_t i;
+	int rc;
+
+	rc = jq_first(part->q, jv_copy(in), &r, &err);
+	if (part->n == 1) {
+		jv_free(in);
+		if (rc == 1)
+			result_set(&out[0], WHK_JQ_VALUE, r);
+		else if (rc == 0)
+			result_set(&out[0], WHK_JQ_NONE, jv_null());
+		else
+			result_set(&out[0], WHK_JQ_ERROR, jv_string(err.msg +
+			    strlen("jq: ")));
+		return;
+	}
+	if (rc != 1 || jv_get_kind(r) != JV_KIND_ARRAY ||
+	    (size_t)jv_array_length(jv_copy(r)) != part->n) {
+		/* Only halt can stop a joined program; say so for each. */
+		if (rc == 1)
+			jv_free(r);
+		for (i = 0; i < part->n; i++)
+			result_set(&out[i], WHK_JQ_ERROR,
+			    jv_string("the expression halted"));
+		jv_free(in);
+		return;
+	}
+	for (i = 0; i < part->n; i++) {
+		e = jv_array_get(jv_copy(r), (int)i);
+		if (jv_get_kind(e) == JV_KIND_NULL)
+			alone_eval(part, i, jv_copy(in), &out[i]);
+		else if (jv_array_length(jv_copy(e)) == 0) {
+			jv_free(e);
+			result_set(&out[i], WHK_JQ_NONE, jv_null());
+		} else
+			result_set(&out[i], WHK_JQ_VALUE, jv_array_get(e, 0));
+	}
+	jv_free(r);
+	jv_free(in);
+}
+
 /*
  * Run every expression of the set on one JSON text (text[len] must be
  * NUL).  out[i] receives each one's first output, or none, or its error.
@@ -850,9 +981,8 @@ int
 whk_jq_set_eval(struct whk_jq_set *set, const char *text, size_t len,
     struct whk_jq_result *out, struct whk_err *err)
 {
-	jv in, r, e;
+	jv in;
 	size_t i;
-	int rc;
 
 	memset(out, 0, set->n * sizeof(*out));
 	if (set->n == 0)
@@ -862,44 +992,10 @@ whk_jq_set_eval(struct whk_jq_set *set, const char *text, size_t len,
 		jv_free(in);
 		return whk_error(err, WHK_EXIT_PARTIAL, "not JSON");
 	}
-	if (set->each) {
-		for (i = 0; i < set->n; i++) {
-			rc = jq_first(set->each[i], jv_copy(in), &r, err);
-			if (rc == 1)
-				result_set(&out[i], WHK_JQ_VALUE, r);
-			else if (rc == 0)
-				result_set(&out[i], WHK_JQ_NONE, jv_null());
-			else
-				result_set(&out[i], WHK_JQ_ERROR,
-				    jv_string(err->msg + strlen("jq: ")));
-		}
-		jv_free(in);
-		goto check;
-	}
-	rc = jq_first(set->joined, in, &r, err);
-	if (rc != 1 || jv_get_kind(r) != JV_KIND_ARRAY ||
-	    (size_t)jv_array_length(jv_copy(r)) != set->n) {
-		/* Only halt can stop the joined program; say so for each. */
-		if (rc == 1)
-			jv_free(r);
-		for (i = 0; i < set->n; i++)
-			result_set(&out[i], WHK_JQ_ERROR,
-			    jv_string("the expression halted"));
-		goto check;
-	}
-	for (i = 0; i < set->n; i++) {
-		e = jv_array_get(jv_copy(r), (int)i);
-		if (jv_get_kind(e) == JV_KIND_OBJECT)
-			result_set(&out[i], WHK_JQ_ERROR, jv_object_get(e,
-			    jv_string("e")));
-		else if (jv_array_length(jv_copy(e)) == 0) {
-			jv_free(e);
-			result_set(&out[i], WHK_JQ_NONE, jv_null());
-		} else
-			result_set(&out[i], WHK_JQ_VALUE, jv_array_get(e, 0));
-	}
-	jv_free(r);
-check:
+	for (i = 0; i < set->nparts; i++)
+		part_eval(&set->parts[i], jv_copy(in),
+		    out + set->parts[i].first);
+	jv_free(in);
 	for (i = 0; i < set->n; i++)
 		if (out[i].text == NULL) {
 			whk_jq_results_clear(out, set->n);

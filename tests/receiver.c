@@ -928,7 +928,7 @@ add_secret(const char *s)
 	tmp[n] = '\0';
 	while (pad < 2 && tmp[n - 1 - pad] == '=')
 		pad++;
-	if (strchr(tmp, '=') < tmp + n - pad)
+	if (strcspn(tmp, "=") < n - pad)
 		fatal(2, "invalid secret: must be 'whsec_' and base64");
 	len = EVP_DecodeBlock(secrets.key[secrets.n],
 	    (const unsigned char *)tmp, (int)n);
@@ -954,9 +954,9 @@ param(const char *q, const char *name, unsigned long long max,
 		if (!isdigit((unsigned char)*p))
 			return -1;
 		for (; isdigit((unsigned char)*p); p++) {
-			v = v * 10 + (unsigned long long)(*p - '0');
-			if (v > max)
+			if (v > (max - (unsigned long long)(*p - '0')) / 10)
 				return -1;
+			v = v * 10 + (unsigned long long)(*p - '0');
 		}
 		if (*p != '\0' && *p != '&')
 			return -1;

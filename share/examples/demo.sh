@@ -58,6 +58,17 @@ if ! have whk-batch; then
 	    'select seq, key, type, tenant, body from events'
 	exit 0
 fi
+if ! have whk-deliver; then
+	step "whk-ingest <events.ndjson | whk-batch -v"
+	{ whk-ingest <events.ndjson || :; } | whk-batch -v
+	step "what each webhook will carry (its body is built from its events)"
+	sqlite3 -header -column "$WHK_STORE" "select w.id as webhook,
+	    e.name as endpoint, w.events, w.bytes, w.group_key as 'group'
+	    from webhooks w join endpoints e on e.id = w.endpoint_id
+	    order by w.seq"
+	printf '\nThe store is kept in %s\n' "$WHK_STORE"
+	exit 0
+fi
 step "whk-ingest <events.ndjson | whk-batch | whk-deliver"
 { whk-ingest <events.ndjson || :; } | whk-batch | whk-deliver || :
 
