@@ -114,7 +114,8 @@ struct batch {
 	size_t			 open;
 	struct whk_buf		 out;		/* records awaiting commit */
 	struct whk_buf		 body;
-	int64_t			*routed;	/* seqs to mark at commit */
+	struct pev		**routed;	/* to mark at commit; held */
+	int64_t			*routed_seqs;
 	size_t			 nrouted, caprouted;
 	int64_t			*seqs;		/* of the group being sent */
 	unsigned char		*linked;
@@ -159,52 +160,6 @@ oom(struct whk_err *err)
 	return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
 }
 
-static int
-begin(struct batch *b, struct whk_err *err)
-{
-	if (b->in_txn || b->dry_run)
-		return 0;
-	if (whk_store_begin(b->store, err) == -1)
-		return -1;
-	b->in_txn = 1;
-	b->txn_items = 0;
-	b->txn_start = whk_mono_ms();
-	return 0;
-}
-
-static int
-commit(struct batch *b, struct whk_err *err)
-{
-	/* Marked in the transaction that linked their last pair. */
-	if (b->nrouted > 0) {
-		if (begin(b, err) == -1 || whk_store_events_routed(b->store,
-		    b->routed, b->nrouted, err) == -1)
-			return -1;
-		b->nrouted = 0;
-	}
-	if (b->in_txn) {
-		b->in_txn = 0;
-		if (whk_store_commit(b->store, err) == -1)
-			return -1;
-	}
-	/* Durable now: only now may anyone hear of it. */
-	if (b->out.len > 0 && (fwrite(b->out.data, 1, b->out.len, stdout) !=
-	    b->out.len || fflush(stdout) == EOF))
-		return whk_error(err, WHK_EXIT_SYSTEM, "write error: %s",
-		    strerror(errno));
-	whk_buf_reset(&b->out);
-	return 0;
-}
-
-static int
-maybe_commit(struct batch *b, struct whk_err *err)
-{
-	if (b->in_txn && (b->txn_items >= TXN_WEBHOOKS ||
-	    whk_mono_ms() - b->txn_start >= TXN_MS))
-		return commit(b, err);
-	return 0;
-}
-
 static void
 pev_release(struct batch *b, struct pev *p)
 {
@@ -229,26 +184,84 @@ held(struct batch *b, int64_t seq)
 }
 
 static int
+begin(struct batch *b, struct whk_err *err)
+{
+	if (b->in_txn || b->dry_run)
+		return 0;
+	if (whk_store_begin(b->store, err) == -1)
+		return -1;
+	b->in_txn = 1;
+	b->txn_items = 0;
+	b->txn_start = whk_mono_ms();
+	return 0;
+}
+
+static int
+commit(struct batch *b, struct whk_err *err)
+{
+	size_t i;
+
+	/* Marked in the transaction that linked their last pair. */
+	if (b->nrouted > 0 && !b->dry_run) {
+		for (i = 0; i < b->nrouted; i++)
+			b->routed_seqs[i] = b->routed[i]->seq;
+		if (begin(b, err) == -1 || whk_store_events_routed(b->store,
+		    b->routed_seqs, b->nrouted, err) == -1)
+			return -1;
+	}
+	if (b->in_txn) {
+		b->in_txn = 0;
+		if (whk_store_commit(b->store, err) == -1)
+			return -1;
+	}
+	/*
+	 * Held until now, so that a second record of the same event in
+	 * this run is known as routed; a dry run holds them to the end.
+	 */
+	if (!b->dry_run) {
+		for (i = 0; i < b->nrouted; i++)
+			pev_release(b, b->routed[i]);
+		b->nrouted = 0;
+	}
+	/* Durable now: only now may anyone hear of it. */
+	if (b->out.len > 0 && (fwrite(b->out.data, 1, b->out.len, stdout) !=
+	    b->out.len || fflush(stdout) == EOF))
+		return whk_error(err, WHK_EXIT_SYSTEM, "write error: %s",
+		    strerror(errno));
+	whk_buf_reset(&b->out);
+	return 0;
+}
+
+static int
+maybe_commit(struct batch *b, struct whk_err *err)
+{
+	if (b->in_txn && (b->txn_items >= TXN_WEBHOOKS ||
+	    whk_mono_ms() - b->txn_start >= TXN_MS))
+		return commit(b, err);
+	return 0;
+}
+
+static int
 event_routed(struct batch *b, struct pev *p, struct whk_err *err)
 {
-	int64_t *v;
+	struct pev **v;
+	int64_t *w;
 
-	if (!b->dry_run) {
-		if (begin(b, err) == -1)
-			return -1;
-		if (b->nrouted == b->caprouted) {
-			b->caprouted = b->caprouted ? b->caprouted * 2 : 1024;
-			if ((v = reallocarray(b->routed, b->caprouted,
-			    sizeof(*v))) == NULL) {
-				pev_release(b, p);
-				return oom(err);
-			}
-			b->routed = v;
-		}
-		b->routed[b->nrouted++] = p->seq;
-		b->txn_items++;
+	if (!b->dry_run && begin(b, err) == -1)
+		return -1;
+	if (b->nrouted == b->caprouted) {
+		b->caprouted = b->caprouted ? b->caprouted * 2 : 1024;
+		if ((v = reallocarray(b->routed, b->caprouted,
+		    sizeof(*v))) == NULL)
+			return oom(err);
+		b->routed = v;
+		if ((w = reallocarray(b->routed_seqs, b->caprouted,
+		    sizeof(*w))) == NULL)
+			return oom(err);
+		b->routed_seqs = w;
 	}
-	pev_release(b, p);
+	b->routed[b->nrouted++] = p;
+	b->txn_items++;
 	return 0;
 }
 
@@ -335,7 +348,7 @@ flush(struct batch *b, struct group *g, struct whk_err *err)
 	struct ep *ep = g->ep;
 	char id[WHK_ID_LEN] = "";
 	int64_t seq = 0, first = g->ev[0]->received_at, bytes = 0;
-	size_t i, linked = g->n;
+	size_t i, done = 0, linked = g->n;
 	int kind = ep->e.batch > 1 ? WHK_BODY_ARRAY : WHK_BODY_EVENT;
 	int shaped = 0;
 
@@ -388,10 +401,10 @@ flush(struct batch *b, struct group *g, struct whk_err *err)
 	    seq, (int64_t)linked, bytes, shaped ? b->body.data : NULL,
 	    b->body.len, err) : 0) == -1)
 		goto fail;
-	for (i = 0; i < g->n; i++)
-		if (--g->ev[i]->outstanding == 0 &&
-		    event_routed(b, g->ev[i], err) == -1) {
-			g->ev[i] = NULL;
+	for (; done < g->n; done++)
+		if (--g->ev[done]->outstanding == 0 &&
+		    event_routed(b, g->ev[done], err) == -1) {
+			pev_release(b, g->ev[done++]);
 			goto fail;
 		}
 	if (linked > 0) {
@@ -420,6 +433,10 @@ flush(struct batch *b, struct group *g, struct whk_err *err)
 oom:
 	oom(err);
 fail:
+	/* Its events stay unrouted; let go of those only it held. */
+	for (; done < g->n; done++)
+		if (--g->ev[done]->outstanding == 0)
+			pev_release(b, g->ev[done]);
 	group_free(g);
 	return -1;
 }
@@ -909,6 +926,7 @@ main(int argc, char *argv[])
 	const char *store_opt = NULL, *limit_opt = NULL;
 	char path[4096];
 	int64_t limit = 0;
+	size_t i;
 	int ch, verbose = 0, status = WHK_EXIT_OK;
 
 	memset(&b, 0, sizeof(b));
@@ -996,7 +1014,6 @@ main(int argc, char *argv[])
 	/* Groups still open after a failure: their events stay unrouted. */
 	while (b.oldest) {
 		struct group *g = b.oldest;
-		size_t i;
 
 		group_unlink(&b, g);
 		for (i = 0; i < g->n; i++)
@@ -1008,7 +1025,10 @@ main(int argc, char *argv[])
 	whk_store_close(b.store);
 	whk_buf_free(&b.out);
 	whk_buf_free(&b.body);
+	for (i = 0; i < b.nrouted; i++)
+		pev_release(&b, b.routed[i]);
 	free(b.routed);
+	free(b.routed_seqs);
 	free(b.seqs);
 	free(b.linked);
 	if (fflush(stdout) == EOF || ferror(stdout)) {

@@ -72,7 +72,8 @@ whk_lines_next(struct whk_lines *r, const char **line, size_t *len,
 			*nl = '\0';	/* parsers may read up to a NUL */
 			r->start = r->scan = (size_t)(nl - r->buf) + 1;
 			r->lineno++;
-			if (dropping) {
+			/* One read can bring a whole overlong line at once. */
+			if (dropping || *len > r->max) {
 				*too_long = 1;
 				*len = 0;
 			}

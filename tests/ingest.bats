@@ -295,3 +295,16 @@ LINES
 	run sql "select key from events order by seq limit 6"
 	assert_output $'a\xc3\xa9\n"q"\n100\n1.5\nlast\nescaped-name\nouter'
 }
+
+@test "--max-bytes holds also when one read brings the whole long line" {
+	{
+		printf '{"id":"long","pad":"'
+		head -c 100000 /dev/zero | tr '\0' a
+		printf '"}\n{"id":"short"}\n'
+	} >long
+	run whk-ingest --max-bytes 64K long
+	assert_failure 1
+	assert_line --index 0 "whk-ingest: long: line 1: longer than --max-bytes (65536 bytes)"
+	run sql "select key from events"
+	assert_output short
+}
