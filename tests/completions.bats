@@ -1,7 +1,8 @@
 #!/usr/bin/env bats
-# Shell completions of whk-ingest and whk-endpoint (completions/): bash
-# completion offers commands, options and endpoint names; every option of
-# --help is completed by bash, zsh and fish; the files parse.
+# Shell completions of whk-ingest, whk-endpoint and whk-batch
+# (completions/): bash completion offers commands, options and endpoint
+# names; every option of --help is completed by bash, zsh and fish; the
+# files parse.
 
 load helpers
 
@@ -38,6 +39,9 @@ complete_fish() {
 	run bash -n "$COMP/bash/whk-endpoint"
 	assert_success
 	assert_output ""
+	run bash -n "$COMP/bash/whk-batch"
+	assert_success
+	assert_output ""
 }
 
 @test "bash completes commands, options and --format values" {
@@ -62,6 +66,13 @@ complete_fish() {
 	assert_output "--no-allow-private"
 	run complete_bash whk-endpoint 'whk-endpoint add a --no'
 	assert_output ""
+	run complete_bash whk-batch 'whk-batch --p'
+	assert_success
+	assert_output "--pending"
+	assert_equal "$(complete_bash whk-batch 'whk-batch --pending --' | sort)" \
+		"$(printf '%s\n' --dry-run --help --limit --pending --store --verbose --version)"
+	run complete_bash whk-batch 'whk-batch --pending --limit '
+	assert_output ""
 }
 
 @test "bash completes files for whk-ingest and --store" {
@@ -72,6 +83,10 @@ complete_fish() {
 	run complete_bash whk-endpoint 'whk-endpoint list --store oth'
 	assert_output "other.db"
 	run complete_bash whk-ingest 'whk-ingest --require oth'
+	assert_output ""
+	run complete_bash whk-batch 'whk-batch -s oth'
+	assert_output "other.db"
+	run complete_bash whk-batch 'whk-batch ev'
 	assert_output ""
 }
 
@@ -99,7 +114,7 @@ complete_fish() {
 
 @test "every long option of --help is completed by bash, zsh and fish" {
 	local prog opt missing="" n=0
-	for prog in whk-ingest whk-endpoint; do
+	for prog in whk-ingest whk-endpoint whk-batch; do
 		for opt in $("$prog" --help | grep -o -- '--[a-z-]*' | sort -u); do
 			n=$((n + 1))
 			grep -Eq -- "(^|[^a-z-])$opt([^a-z-]|\$)" "$COMP/bash/$prog" ||
@@ -110,7 +125,7 @@ complete_fish() {
 				missing+=" fish/$prog.fish:$opt"
 		done
 	done
-	[ "$n" -gt 20 ] || fail "too few options in --help: $n"
+	[ "$n" -gt 27 ] || fail "too few options in --help: $n"
 	assert_equal "$missing" ""
 }
 
@@ -122,8 +137,13 @@ complete_fish() {
 	run zsh -n "$COMP/zsh/_whk-endpoint"
 	assert_success
 	assert_output ""
-	run head -q -n 1 "$COMP/zsh/_whk-ingest" "$COMP/zsh/_whk-endpoint"
-	assert_output "$(printf '%s\n' '#compdef whk-ingest' '#compdef whk-endpoint')"
+	run zsh -n "$COMP/zsh/_whk-batch"
+	assert_success
+	assert_output ""
+	run head -q -n 1 "$COMP/zsh/_whk-ingest" "$COMP/zsh/_whk-endpoint" \
+		"$COMP/zsh/_whk-batch"
+	assert_output "$(printf '%s\n' '#compdef whk-ingest' '#compdef whk-endpoint' \
+		'#compdef whk-batch')"
 }
 
 @test "fish completion files parse and complete commands and names" {
@@ -132,6 +152,9 @@ complete_fish() {
 	assert_success
 	assert_output ""
 	run fish --no-config -n "$COMP/fish/whk-endpoint.fish"
+	assert_success
+	assert_output ""
+	run fish --no-config -n "$COMP/fish/whk-batch.fish"
 	assert_success
 	assert_output ""
 	whk-endpoint add a https://example.com/ >/dev/null
@@ -146,4 +169,6 @@ complete_fish() {
 	assert_output "$(printf '%s\n' json table)"
 	run complete_fish whk-ingest 'whk-ingest --ma'
 	assert_output "$(printf '%s\n' --map --max-bytes)"
+	run complete_fish whk-batch 'whk-batch --p'
+	assert_output "--pending"
 }
