@@ -517,31 +517,55 @@ group_add(struct batch *b, struct ep *ep, const char *key, struct pev *p,
  * Send the groups whose time has come: those whose window passed, and
  * with all set, every one (end of input; or, with paused set, those
  * without a window, since input paused and there is no reason to wait).
- * Returns the milliseconds until the next window ends, or -1 for none.
+ * *wait, when given, receives the milliseconds until the next window
+ * ends, or -1 for none.
  */
-static int64_t
-flush_due(struct batch *b, int all, int paused, struct whk_err *err,
-    int *failed)
+static int
+flush_due(struct batch *b, int all, int paused, int64_t *wait,
+    struct whk_err *err)
 {
 	struct group *g, *next;
-	int64_t now = whk_mono_ms(), wait = -1;
+	int64_t now = whk_mono_ms(), w = -1;
 
-	*failed = 0;
 	for (g = b->oldest; g; g = next) {
-		next = g->next;
+		next = g->next;	/* flush() frees g and nothing else */
 		if (all || g->deadline <= now ||
 		    (paused && g->ep->e.window_ms == 0)) {
-			/* flush() may free the next group too (never: only g). */
-			if (flush(b, g, err) == -1) {
-				*failed = 1;
+			if (flush(b, g, err) == -1)
 				return -1;
-			}
 			continue;
 		}
-		if (wait == -1 || g->deadline - now < wait)
-			wait = g->deadline - now;
+		if (w == -1 || g->deadline - now < w)
+			w = g->deadline - now;
 	}
-	return wait;
+	if (wait)
+		*wait = w;
+	return 0;
+}
+
+/* Between records under load: windows that ended, and a due commit. */
+static int
+tick(struct batch *b, struct whk_err *err)
+{
+	if (b->oldest && whk_mono_ms() - b->last_due >= DUE_MS) {
+		b->last_due = whk_mono_ms();
+		if (flush_due(b, 0, 0, NULL, err) == -1)
+			return -1;
+	}
+	return maybe_commit(b, err);
+}
+
+/* Close a group without writing it: its events stay unrouted. */
+static void
+group_drop(struct batch *b, struct group *g)
+{
+	size_t i;
+
+	group_unlink(b, g);
+	for (i = 0; i < g->n; i++)
+		if (--g->ev[i]->outstanding == 0)
+			pev_release(b, g->ev[i]);
+	group_free(g);
 }
 
 static int
@@ -732,7 +756,6 @@ static int
 endpoints_check(struct batch *b, struct whk_err *err)
 {
 	int64_t stamp;
-	int failed;
 
 	if (whk_mono_ms() - b->last_reload < RELOAD_MS)
 		return 0;
@@ -741,8 +764,7 @@ endpoints_check(struct batch *b, struct whk_err *err)
 		return -1;
 	if (stamp == b->stamp)
 		return 0;
-	flush_due(b, 1, 0, err, &failed);
-	if (failed || commit(b, err) == -1)
+	if (flush_due(b, 1, 0, NULL, err) == -1 || commit(b, err) == -1)
 		return -1;
 	return endpoints_load(b, err);
 }
@@ -813,15 +835,15 @@ stream(struct batch *b, struct whk_err *err)
 	const char *line;
 	size_t len;
 	int64_t wait;
-	int rc = 0, too_long, failed;
+	int rc = 0, too_long;
 
 	if (whk_lines_init(&r, STDIN_FILENO, MAX_RECORD) == -1)
 		return oom(err);
 	while (!stop) {
 		if (!whk_lines_ready(&r)) {
 			/* Input paused: send what need not wait, commit. */
-			wait = flush_due(b, 0, 1, err, &failed);
-			if (failed || commit(b, err) == -1 ||
+			if (flush_due(b, 0, 1, &wait, err) == -1 ||
+			    commit(b, err) == -1 ||
 			    endpoints_check(b, err) == -1) {
 				rc = -1;
 				break;
@@ -840,12 +862,7 @@ stream(struct batch *b, struct whk_err *err)
 			rc = -1;
 			break;
 		}
-		failed = 0;
-		if (b->oldest && whk_mono_ms() - b->last_due >= DUE_MS) {
-			b->last_due = whk_mono_ms();
-			flush_due(b, 0, 0, err, &failed);
-		}
-		if (failed || maybe_commit(b, err) == -1) {
+		if (tick(b, err) == -1) {
 			rc = -1;
 			break;
 		}
@@ -853,8 +870,7 @@ stream(struct batch *b, struct whk_err *err)
 	whk_lines_free(&r);
 	if (rc == -1)
 		return -1;
-	flush_due(b, 1, 0, err, &failed);
-	return failed ? -1 : 0;
+	return flush_due(b, 1, 0, NULL, err);
 }
 
 /* Every event not yet routed; open windows are left to the next run. */
@@ -865,7 +881,7 @@ pending(struct batch *b, int64_t limit, struct whk_err *err)
 	struct group *g;
 	int64_t after = 0, taken = 0;
 	size_t i, n, max;
-	int rc = 0, failed;
+	int rc = 0;
 
 	if ((evs = calloc(CHUNK, sizeof(*evs))) == NULL)
 		return oom(err);
@@ -889,12 +905,7 @@ pending(struct batch *b, int64_t limit, struct whk_err *err)
 		taken += (int64_t)n;
 		if (rc == -1)
 			break;
-		failed = 0;
-		if (b->oldest && whk_mono_ms() - b->last_due >= DUE_MS) {
-			b->last_due = whk_mono_ms();
-			flush_due(b, 0, 0, err, &failed);
-		}
-		if (failed || maybe_commit(b, err) == -1) {
+		if (tick(b, err) == -1) {
 			rc = -1;
 			break;
 		}
@@ -902,17 +913,12 @@ pending(struct batch *b, int64_t limit, struct whk_err *err)
 	free(evs);
 	if (rc == -1)
 		return -1;
-	flush_due(b, b->dry_run, 1, err, &failed);
-	if (failed)
+	if (flush_due(b, b->dry_run, 1, NULL, err) == -1)
 		return -1;
 	/* What still waits for its window stays unrouted for later. */
 	while ((g = b->oldest) != NULL) {
 		b->waiting += (int64_t)g->n;
-		group_unlink(b, g);
-		for (i = 0; i < g->n; i++)
-			if (--g->ev[i]->outstanding == 0)
-				pev_release(b, g->ev[i]);
-		group_free(g);
+		group_drop(b, g);
 	}
 	return 0;
 }
@@ -1012,15 +1018,8 @@ main(int argc, char *argv[])
 	if (status == WHK_EXIT_OK && b.rejected > 0)
 		status = WHK_EXIT_PARTIAL;
 	/* Groups still open after a failure: their events stay unrouted. */
-	while (b.oldest) {
-		struct group *g = b.oldest;
-
-		group_unlink(&b, g);
-		for (i = 0; i < g->n; i++)
-			if (--g->ev[i]->outstanding == 0)
-				pev_release(&b, g->ev[i]);
-		group_free(g);
-	}
+	while (b.oldest)
+		group_drop(&b, b.oldest);
 	endpoints_free(&b);
 	whk_store_close(b.store);
 	whk_buf_free(&b.out);

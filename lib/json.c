@@ -620,6 +620,22 @@ truthy(jv v)
 	return k != JV_KIND_NULL && k != JV_KIND_FALSE;
 }
 
+/* What the validator leaves to others: NUL bytes and UTF-8. */
+static int
+line_check(const char *line, size_t len, struct whk_err *err)
+{
+	const char *nul = memchr(line, '\0', len);
+	size_t bad;
+
+	if (nul != NULL)
+		return whk_error(err, WHK_EXIT_PARTIAL, "NUL byte at byte %zu",
+		    (size_t)(nul - line) + 1);
+	if (!whk_utf8_valid(line, len, &bad))
+		return whk_error(err, WHK_EXIT_PARTIAL,
+		    "invalid UTF-8 at byte %zu", bad + 1);
+	return 0;
+}
+
 int
 whk_event_parse(const char *line, size_t len,
     const struct whk_ingest_rules *r, struct whk_event *ev,
@@ -627,19 +643,14 @@ whk_event_parse(const char *line, size_t len,
 {
 	static const struct whk_ingest_rules none;
 	struct scan sc;
-	size_t bad;
 	jv v, m;
 	int rc;
 
 	memset(ev, 0, sizeof(*ev));
 	if (r == NULL)
 		r = &none;
-	if (memchr(line, '\0', len))
-		return whk_error(err, WHK_EXIT_PARTIAL, "NUL byte at byte %zu",
-		    (size_t)((const char *)memchr(line, '\0', len) - line) + 1);
-	if (!whk_utf8_valid(line, len, &bad))
-		return whk_error(err, WHK_EXIT_PARTIAL,
-		    "invalid UTF-8 at byte %zu", bad + 1);
+	if (line_check(line, len, err) == -1)
+		return -1;
 	if (len > 0x7fffffff)
 		return whk_error(err, WHK_EXIT_PARTIAL, "line too long");
 	if (scan_line(&sc, line, len, NULL, err) == -1)
@@ -724,16 +735,11 @@ whk_record_field(const char *line, size_t len, const char *name, char *out,
     size_t outsz, struct whk_err *err)
 {
 	struct scan sc;
-	size_t bad;
 	jv v;
 	int rc = 0;
 
-	if (memchr(line, '\0', len))
-		return whk_error(err, WHK_EXIT_PARTIAL, "NUL byte at byte %zu",
-		    (size_t)((const char *)memchr(line, '\0', len) - line) + 1);
-	if (!whk_utf8_valid(line, len, &bad))
-		return whk_error(err, WHK_EXIT_PARTIAL,
-		    "invalid UTF-8 at byte %zu", bad + 1);
+	if (line_check(line, len, err) == -1)
+		return -1;
 	if (scan_line(&sc, line, len, name, err) == -1)
 		return -1;
 	if (sc.wanted.p == NULL || sc.wanted.kind != '"')

@@ -53,8 +53,9 @@ fill(struct whk_lines *r)
 }
 
 /*
- * Lines come back NUL-terminated, in place.  A line longer than max is returned once, cut, with *too_long set; the
- * rest of it is read and dropped without being kept.
+ * Lines come back NUL-terminated, in place.  A line longer than max is
+ * returned once, empty, with *too_long set; the rest of it is read and
+ * dropped without being kept.
  */
 int
 whk_lines_next(struct whk_lines *r, const char **line, size_t *len,

@@ -42,3 +42,11 @@ as_nobody() {
 		"$@"
 	fi
 }
+
+# printed_are_stored FILE: every event id FILE printed is in the store.
+printed_are_stored() {
+	jq -r .event "$1" | sort >"$BATS_TEST_TMPDIR/printed"
+	sql "select id from events" | sort >"$BATS_TEST_TMPDIR/stored"
+	run comm -23 "$BATS_TEST_TMPDIR/printed" "$BATS_TEST_TMPDIR/stored"
+	assert_output ""
+}

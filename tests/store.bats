@@ -163,10 +163,7 @@ load helpers
 	assert_output "whk-ingest: store '$WHK_STORE': disk full"
 	run sql "PRAGMA integrity_check"
 	assert_output ok
-	jq -r .event out | sort >printed
-	sql "select id from events" | sort >stored
-	run comm -23 printed stored
-	assert_output ""
+	printed_are_stored out
 	[ "$(sql 'select count(*) from events')" -lt 20001 ]
 }
 
