@@ -93,8 +93,7 @@ struct ep {
 	struct whk_endpoint	  e;
 	int			  filter;	/* index in the jq set, or -1 */
 	int			  group_by;
-	struct whk_jq		 *template;
-	int			  template_bad;
+	struct whk_jq		 *template;	/* compiled when first used */
 	struct group		**table;	/* by key; one bucket without */
 	size_t			  nbuckets;
 };
@@ -314,6 +313,10 @@ shape(struct batch *b, struct ep *ep, int64_t seq, const char *id,
 	struct whk_err why;
 	int rc;
 
+	/* A compile costs milliseconds: only for endpoints that get work. */
+	if (ep->template == NULL && (ep->template = whk_jq_compile(
+	    ep->e.template, "--template", err)) == NULL)
+		return -1;
 	whk_buf_reset(&b->body);
 	if (whk_store_webhook_body(b->store, seq, &plain, err) == -1) {
 		whk_buf_free(&plain);
@@ -390,7 +393,7 @@ flush(struct batch *b, struct group *g, struct whk_err *err)
 		if (kind == WHK_BODY_ARRAY && linked > 1)
 			bytes += (int64_t)linked - 1;
 	}
-	if (!b->dry_run && linked > 0 && ep->template &&
+	if (!b->dry_run && linked > 0 && ep->e.template &&
 	    (shaped = shape(b, ep, seq, id, err)) == -1)
 		goto fail;
 	if (shaped)
@@ -734,11 +737,6 @@ endpoints_load(struct batch *b, struct whk_err *err)
 		if (ep->e.group_by) {
 			ep->group_by = (int)n;
 			exprs[n++] = ep->e.group_by;
-		}
-		if (ep->e.template && (ep->template = whk_jq_compile(
-		    ep->e.template, "--template", err)) == NULL) {
-			free(exprs);
-			return -1;
 		}
 	}
 	b->nset = n;
