@@ -376,10 +376,8 @@ flush(struct batch *b, struct group *g, struct whk_err *err)
 	if (!b->dry_run) {
 		if (begin(b, err) == -1 ||
 		    whk_store_webhook_create(b->store, ep->e.id, kind, g->key,
-		    first, (int64_t)g->n, (int64_t)g->bytes, id, &seq,
-		    err) == -1 ||
-		    whk_store_webhook_link(b->store, seq, ep->e.id, b->seqs,
-		    g->n, b->linked, &linked, err) == -1)
+		    first, b->seqs, g->n, (int64_t)g->bytes, b->linked,
+		    &linked, id, &seq, err) == -1)
 			goto fail;
 	}
 	/* Another batcher got some first: those are theirs. */
@@ -806,6 +804,9 @@ one_record(struct batch *b, const char *line, size_t len, int64_t lineno,
 		reject(b, lineno, "no \"event\" id in the record");
 		return 0;
 	}
+	/* Lookups outside a transaction would lock and unlock per event. */
+	if (begin(b, err) == -1)
+		return -1;
 	if ((rc = whk_store_event_find(b->store, id, &ev, err)) == -1)
 		return -1;
 	if (rc == 1) {

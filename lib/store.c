@@ -147,6 +147,26 @@ static const char *migrations[] = {
 	"DROP TRIGGER events_append_only;"
 	"CREATE TRIGGER events_append_only BEFORE UPDATE ON events"
 	"  BEGIN SELECT RAISE(ABORT, 'events are append-only'); END;",
+	/*
+	 * 3: routing writes one b-tree per (event, endpoint) pair, not
+	 * four.  A webhook lists its events itself, so the pairs need no
+	 * index by webhook; and the pairs' foreign keys, checked three
+	 * lookups a row, guarded only what the code that writes them
+	 * already knows.
+	 */
+	"ALTER TABLE webhooks ADD COLUMN event_seqs TEXT;"
+	"UPDATE webhooks SET event_seqs = (SELECT json_group_array(event_seq)"
+	"  FROM (SELECT event_seq FROM webhook_events w"
+	"  WHERE w.webhook_seq = webhooks.seq ORDER BY event_seq));"
+	"CREATE TABLE webhook_events_3("
+	"  event_seq INTEGER NOT NULL,"
+	"  endpoint_id INTEGER NOT NULL,"
+	"  webhook_seq INTEGER NOT NULL,"
+	"  PRIMARY KEY(event_seq, endpoint_id)) WITHOUT ROWID;"
+	"INSERT INTO webhook_events_3 SELECT event_seq, endpoint_id, webhook_seq"
+	"  FROM webhook_events;"
+	"DROP TABLE webhook_events;"
+	"ALTER TABLE webhook_events_3 RENAME TO webhook_events;",
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -167,6 +187,7 @@ enum stmt {
 	S_WEBHOOK_CREATE,
 	S_WEBHOOK_LINK,
 	S_WEBHOOK_LINKED,
+	S_WEBHOOK_SEQS,
 	S_EVENTS_ROUTED,
 	S_WEBHOOK_FINISH,
 	S_WEBHOOK_DROP,
@@ -226,15 +247,17 @@ static const char *sql[S_COUNT] = {
 	    " coalesce(max(updated_at), 0) + coalesce(sum(updated_at % 9973), 0)"
 	    " FROM endpoints",
 	[S_WEBHOOK_CREATE] = "INSERT INTO webhooks(id, endpoint_id, body_kind,"
-	    " group_key, first_event_at, created_at, events, bytes, body)"
-	    " VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, X'')",
+	    " group_key, first_event_at, created_at, events, bytes, body,"
+	    " event_seqs) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, X'', ?9)",
 	/* One statement for a webhook's events: statements cost more here
 	 * than rows do. */
 	[S_WEBHOOK_LINK] = "INSERT INTO webhook_events(event_seq, endpoint_id,"
 	    " webhook_seq) SELECT value, ?2, ?3 FROM json_each(?1) WHERE 1"
 	    " ON CONFLICT(event_seq, endpoint_id) DO NOTHING",
-	[S_WEBHOOK_LINKED] = "SELECT event_seq FROM webhook_events"
-	    " WHERE webhook_seq = ?1",
+	[S_WEBHOOK_LINKED] = "SELECT w.event_seq FROM json_each(?1) j"
+	    " JOIN webhook_events w ON w.event_seq = j.value"
+	    " AND w.endpoint_id = ?2 WHERE w.webhook_seq = ?3",
+	[S_WEBHOOK_SEQS] = "UPDATE webhooks SET event_seqs = ?2 WHERE seq = ?1",
 	[S_EVENTS_ROUTED] = "DELETE FROM unrouted WHERE seq IN"
 	    " (SELECT value FROM json_each(?1))",
 	[S_WEBHOOK_FINISH] = "UPDATE webhooks SET events = ?2, bytes = ?3,"
@@ -242,9 +265,9 @@ static const char *sql[S_COUNT] = {
 	    " THEN body_kind ELSE 0 END WHERE seq = ?1",
 	[S_WEBHOOK_DROP] = "DELETE FROM webhooks WHERE seq = ?1",
 	[S_WEBHOOK_KIND] = "SELECT body_kind, body FROM webhooks WHERE seq = ?1",
-	[S_WEBHOOK_EVENTS] = "SELECT e.body FROM webhook_events w"
-	    " JOIN events e ON e.seq = w.event_seq WHERE w.webhook_seq = ?1"
-	    " ORDER BY w.event_seq",
+	[S_WEBHOOK_EVENTS] = "SELECT e.body FROM webhooks w,"
+	    " json_each(w.event_seqs) j JOIN events e ON e.seq = j.value"
+	    " WHERE w.seq = ?1 ORDER BY j.key",
 	[S_BEGIN] = "BEGIN IMMEDIATE",
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
@@ -256,6 +279,8 @@ struct whk_store {
 	int		 busy_ms;
 	sqlite3_stmt	*stmt[S_COUNT];
 	struct whk_buf	 scratch;
+	int64_t		*sorted;	/* seq_array's */
+	size_t		 capsorted;
 };
 
 /*
@@ -484,6 +509,7 @@ whk_store_close(struct whk_store *s)
 		sqlite3_finalize(s->stmt[i]);
 	sqlite3_close(s->db);
 	whk_buf_free(&s->scratch);
+	free(s->sorted);
 	free(s->path);
 	free(s);
 }
@@ -901,15 +927,58 @@ whk_store_endpoints_stamp(struct whk_store *s, int64_t *stamp,
 	return st ? one_int(s, st, stamp, err) : -1;
 }
 
+static int
+seq_cmp(const void *a, const void *b)
+{
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+/* A JSON array of seqs in ascending order, as webhooks.event_seqs has. */
+static int
+seq_array(struct whk_store *s, const int64_t *seqs, size_t n,
+    struct whk_err *err)
+{
+	int64_t *v;
+	size_t i;
+
+	if (n > s->capsorted) {
+		if ((v = reallocarray(s->sorted, n, sizeof(*v))) == NULL)
+			return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		s->sorted = v;
+		s->capsorted = n;
+	}
+	memcpy(s->sorted, seqs, n * sizeof(*seqs));
+	qsort(s->sorted, n, sizeof(*s->sorted), seq_cmp);
+	whk_buf_reset(&s->scratch);
+	whk_buf_add(&s->scratch, "[", 1);
+	for (i = 0; i < n; i++)
+		whk_buf_printf(&s->scratch, i ? ",%lld" : "%lld",
+		    (long long)s->sorted[i]);
+	whk_buf_add(&s->scratch, "]", 1);
+	return s->scratch.oom ? whk_error(err, WHK_EXIT_SYSTEM,
+	    "out of memory") : 0;
+}
+
+/*
+ * The webhook row and its (event, endpoint) pairs, in one go.  The pairs'
+ * key is what keeps two batchers from giving one event to an endpoint
+ * twice: a pair another webhook holds already is not linked here.
+ */
 int
 whk_store_webhook_create(struct whk_store *s, int64_t endpoint_id,
     int body_kind, const char *group_key, int64_t first_event_at,
-    int64_t events, int64_t bytes, char id[WHK_ID_LEN], int64_t *seq,
-    struct whk_err *err)
+    const int64_t *seqs, size_t n, int64_t bytes, unsigned char *linked,
+    size_t *nlinked, char id[WHK_ID_LEN], int64_t *seq, struct whk_err *err)
 {
 	sqlite3_stmt *st;
+	int64_t got, *mine;
+	size_t i, k;
+	int rc;
 
 	if (whk_id_new("msg", id, err) == -1 ||
+	    seq_array(s, seqs, n, err) == -1 ||
 	    (st = stmt(s, S_WEBHOOK_CREATE, err)) == NULL)
 		return -1;
 	sqlite3_bind_text(st, 1, id, -1, SQLITE_STATIC);
@@ -918,55 +987,34 @@ whk_store_webhook_create(struct whk_store *s, int64_t endpoint_id,
 	bind_text(st, 4, group_key);
 	sqlite3_bind_int64(st, 5, first_event_at);
 	sqlite3_bind_int64(st, 6, whk_now_ms());
-	sqlite3_bind_int64(st, 7, events);
+	sqlite3_bind_int64(st, 7, (int64_t)n);
 	sqlite3_bind_int64(st, 8, bytes);
+	sqlite3_bind_text(st, 9, s->scratch.data, (int)s->scratch.len,
+	    SQLITE_STATIC);
 	if (step_done(s, st, err) == -1)
 		return -1;
 	*seq = sqlite3_last_insert_rowid(s->db);
-	return 0;
-}
 
-static int
-seq_array(const int64_t *seqs, size_t n, struct whk_buf *b,
-    struct whk_err *err)
-{
-	size_t i;
-
-	whk_buf_reset(b);
-	whk_buf_add(b, "[", 1);
-	for (i = 0; i < n; i++)
-		whk_buf_printf(b, i ? ",%lld" : "%lld", (long long)seqs[i]);
-	whk_buf_add(b, "]", 1);
-	return b->oom ? whk_error(err, WHK_EXIT_SYSTEM, "out of memory") : 0;
-}
-
-int
-whk_store_webhook_link(struct whk_store *s, int64_t webhook_seq,
-    int64_t endpoint_id, const int64_t *seqs, size_t n,
-    unsigned char *linked, size_t *nlinked, struct whk_err *err)
-{
-	sqlite3_stmt *st;
-	size_t i;
-	int64_t got;
-	int rc;
-
-	if (seq_array(seqs, n, &s->scratch, err) == -1 ||
-	    (st = stmt(s, S_WEBHOOK_LINK, err)) == NULL)
+	if ((st = stmt(s, S_WEBHOOK_LINK, err)) == NULL)
 		return -1;
 	sqlite3_bind_text(st, 1, s->scratch.data, (int)s->scratch.len,
 	    SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, endpoint_id);
-	sqlite3_bind_int64(st, 3, webhook_seq);
+	sqlite3_bind_int64(st, 3, *seq);
 	if (step_done(s, st, err) == -1)
 		return -1;
 	*nlinked = (size_t)sqlite3_changes(s->db);
 	memset(linked, *nlinked == n, n);
 	if (*nlinked == n)
 		return 0;
+
 	/* Some were in another webhook already: which did we get? */
 	if ((st = stmt(s, S_WEBHOOK_LINKED, err)) == NULL)
 		return -1;
-	sqlite3_bind_int64(st, 1, webhook_seq);
+	sqlite3_bind_text(st, 1, s->scratch.data, (int)s->scratch.len,
+	    SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, endpoint_id);
+	sqlite3_bind_int64(st, 3, *seq);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 		got = sqlite3_column_int64(st, 0);
 		for (i = 0; i < n; i++)
@@ -974,7 +1022,23 @@ whk_store_webhook_link(struct whk_store *s, int64_t webhook_seq,
 				linked[i] = 1;
 	}
 	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
+	if (rc != SQLITE_DONE)
+		return fail(s, err, rc, "store");
+	if (*nlinked == 0)
+		return 0;
+	if ((mine = calloc(*nlinked, sizeof(*mine))) == NULL)
+		return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+	for (i = k = 0; i < n; i++)
+		if (linked[i] && k < *nlinked)
+			mine[k++] = seqs[i];
+	rc = seq_array(s, mine, k, err);
+	free(mine);
+	if (rc == -1 || (st = stmt(s, S_WEBHOOK_SEQS, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, *seq);
+	sqlite3_bind_text(st, 2, s->scratch.data, (int)s->scratch.len,
+	    SQLITE_STATIC);
+	return step_done(s, st, err);
 }
 
 int
@@ -985,7 +1049,7 @@ whk_store_events_routed(struct whk_store *s, const int64_t *seqs, size_t n,
 
 	if (n == 0)
 		return 0;
-	if (seq_array(seqs, n, &s->scratch, err) == -1 ||
+	if (seq_array(s, seqs, n, err) == -1 ||
 	    (st = stmt(s, S_EVENTS_ROUTED, err)) == NULL)
 		return -1;
 	sqlite3_bind_text(st, 1, s->scratch.data, (int)s->scratch.len,

@@ -277,17 +277,17 @@ int	 whk_store_endpoints_stamp(struct whk_store *, int64_t *,
  * built when needed, so fan-out never copies an event.
  */
 enum { WHK_BODY_STORED, WHK_BODY_EVENT, WHK_BODY_ARRAY };
+/*
+ * Make a webhook of events seqs[0..n) and link them to it.  linked[i]
+ * tells whether seqs[i] was linked; it was not when it is in another
+ * webhook of the endpoint already.  With *nlinked below n, the caller
+ * sets the counts with _finish, or with none linked drops it.
+ */
 int	 whk_store_webhook_create(struct whk_store *, int64_t endpoint_id,
 	    int body_kind, const char *group_key, int64_t first_event_at,
-	    int64_t events, int64_t bytes, char id[WHK_ID_LEN], int64_t *seq,
-	    struct whk_err *);
-/*
- * Link events to a webhook.  linked[i] tells whether seqs[i] was linked;
- * it was not when it is in another webhook of the endpoint already.
- */
-int	 whk_store_webhook_link(struct whk_store *, int64_t webhook_seq,
-	    int64_t endpoint_id, const int64_t *seqs, size_t n,
-	    unsigned char *linked, size_t *nlinked, struct whk_err *);
+	    const int64_t *seqs, size_t n, int64_t bytes,
+	    unsigned char *linked, size_t *nlinked, char id[WHK_ID_LEN],
+	    int64_t *seq, struct whk_err *);
 /* Set the counts (and a template's body); no events linked: drop it. */
 int	 whk_store_webhook_finish(struct whk_store *, int64_t seq,
 	    int64_t events, int64_t bytes, const char *body, size_t len,

@@ -20,7 +20,7 @@ load helpers
 	run mode whk.db
 	assert_output 600
 	run sql "PRAGMA journal_mode; PRAGMA user_version; PRAGMA application_id"
-	assert_output $'wal\n2\n2003331889'
+	assert_output $'wal\n3\n2003331889'
 	run sql "select name from sqlite_master where type = 'table' order by name"
 	assert_output $'attempts\nendpoints\nevents\nunrouted\nwebhook_events\nwebhooks'
 }
@@ -53,7 +53,7 @@ load helpers
 	run cat err1 err2 err3 err4 err5 err6
 	assert_output ""
 	run sql "select count(*) from events; PRAGMA user_version"
-	assert_output $'6\n2'
+	assert_output $'6\n3'
 }
 
 @test "an empty file becomes a store; another SQLite database is refused" {
@@ -71,7 +71,8 @@ load helpers
 @test "a store of an older version is migrated forward, its data kept" {
 	whk-ingest <<<'{"id":"a"}' >/dev/null
 	# What version 1 looked like: no body_kind.
-	sql "ALTER TABLE webhooks DROP COLUMN body_kind; DROP TABLE unrouted;
+	sql "ALTER TABLE webhooks DROP COLUMN event_seqs;
+	    ALTER TABLE webhooks DROP COLUMN body_kind; DROP TABLE unrouted;
 	    DROP TRIGGER events_unrouted; DROP TRIGGER events_append_only;
 	    CREATE INDEX events_unrouted ON events(seq) WHERE routed_at IS NULL;
 	    CREATE TRIGGER events_append_only BEFORE UPDATE OF seq, id, key, type,
@@ -83,7 +84,32 @@ load helpers
 	run sql "PRAGMA user_version; select count(*) from events;
 	    select count(*) from pragma_table_info('webhooks') where name = 'body_kind';
 	    select count(*) from unrouted"
-	assert_output $'2\n2\n1\n2'
+	assert_output $'3\n2\n1\n2'
+}
+
+@test "version 2's links are kept by version 3, each webhook listing its events" {
+	whk-endpoint add a https://example.com/a --batch 2 >/dev/null
+	whk-endpoint add b https://example.com/b >/dev/null
+	events 3 | whk-ingest | whk-batch >/dev/null
+	# What version 2 looked like: no event_seqs, pairs with foreign keys
+	# and an index by webhook.
+	sql "ALTER TABLE webhooks DROP COLUMN event_seqs;
+	    CREATE TABLE v2(event_seq INTEGER NOT NULL REFERENCES events(seq),
+	    endpoint_id INTEGER NOT NULL REFERENCES endpoints(id),
+	    webhook_seq INTEGER NOT NULL REFERENCES webhooks(seq),
+	    PRIMARY KEY(event_seq, endpoint_id)) WITHOUT ROWID;
+	    INSERT INTO v2 SELECT * FROM webhook_events; DROP TABLE webhook_events;
+	    ALTER TABLE v2 RENAME TO webhook_events;
+	    CREATE INDEX webhook_events_webhook ON webhook_events(webhook_seq);
+	    PRAGMA user_version = 2"
+	run whk-endpoint list --format json
+	assert_success
+	run sql "PRAGMA user_version; SELECT p.name || ' ' || w.event_seqs
+	    FROM webhooks w JOIN endpoints p ON p.id = w.endpoint_id ORDER BY w.seq;
+	    SELECT count(*) FROM webhook_events;
+	    SELECT count(*) FROM sqlite_master WHERE name = 'webhook_events_webhook';
+	    SELECT count(*) FROM pragma_foreign_key_list('webhook_events')"
+	assert_output $'3\nb [1]\na [1,2]\nb [2]\nb [3]\na [3]\n6\n0\n0'
 }
 
 @test "a store from a newer whk is refused, not downgraded" {
@@ -91,7 +117,7 @@ load helpers
 	sql "PRAGMA user_version = 99"
 	run whk-ingest <<<'{"id":"b"}'
 	assert_failure 3
-	assert_output "whk-ingest: cannot open '$WHK_STORE': schema version 99 is newer than this whk knows (2)"
+	assert_output "whk-ingest: cannot open '$WHK_STORE': schema version 99 is newer than this whk knows (3)"
 	run sql "select count(*) from events"
 	assert_output 1
 }
@@ -193,7 +219,8 @@ load helpers
 	assert_output ""
 	run plan "SELECT webhook_seq FROM webhook_events WHERE event_seq = 5"
 	assert_output ""
-	run plan "SELECT event_seq FROM webhook_events WHERE webhook_seq = 5"
+	run plan "SELECT e.body FROM webhooks w, json_each(w.event_seqs) j
+	    JOIN events e ON e.seq = j.value WHERE w.seq = 5 ORDER BY j.key"
 	assert_output ""
 	run plan "SELECT id FROM events WHERE key = 'a'"
 	assert_output ""
