@@ -162,7 +162,7 @@ static const char *migrations[] = {
 	"  event_seq INTEGER NOT NULL,"
 	"  endpoint_id INTEGER NOT NULL,"
 	"  webhook_seq INTEGER NOT NULL,"
-	"  PRIMARY KEY(event_seq, endpoint_id)) WITHOUT ROWID;"
+	"  PRIMARY KEY(endpoint_id, event_seq)) WITHOUT ROWID;"
 	"INSERT INTO webhook_events_3 SELECT event_seq, endpoint_id, webhook_seq"
 	"  FROM webhook_events;"
 	"DROP TABLE webhook_events;"
@@ -253,7 +253,7 @@ static const char *sql[S_COUNT] = {
 	 * than rows do. */
 	[S_WEBHOOK_LINK] = "INSERT INTO webhook_events(event_seq, endpoint_id,"
 	    " webhook_seq) SELECT value, ?2, ?3 FROM json_each(?1) WHERE 1"
-	    " ON CONFLICT(event_seq, endpoint_id) DO NOTHING",
+	    " ON CONFLICT(endpoint_id, event_seq) DO NOTHING",
 	[S_WEBHOOK_LINKED] = "SELECT w.event_seq FROM json_each(?1) j"
 	    " JOIN webhook_events w ON w.event_seq = j.value"
 	    " AND w.endpoint_id = ?2 WHERE w.webhook_seq = ?3",
@@ -953,9 +953,11 @@ seq_array(struct whk_store *s, const int64_t *seqs, size_t n,
 	qsort(s->sorted, n, sizeof(*s->sorted), seq_cmp);
 	whk_buf_reset(&s->scratch);
 	whk_buf_add(&s->scratch, "[", 1);
-	for (i = 0; i < n; i++)
-		whk_buf_printf(&s->scratch, i ? ",%lld" : "%lld",
-		    (long long)s->sorted[i]);
+	for (i = 0; i < n; i++) {
+		if (i > 0)
+			whk_buf_add(&s->scratch, ",", 1);
+		whk_buf_int(&s->scratch, s->sorted[i]);
+	}
 	whk_buf_add(&s->scratch, "]", 1);
 	return s->scratch.oom ? whk_error(err, WHK_EXIT_SYSTEM,
 	    "out of memory") : 0;

@@ -44,6 +44,7 @@ void	 whk_buf_add(struct whk_buf *, const void *, size_t);
 void	 whk_buf_puts(struct whk_buf *, const char *);
 void	 whk_buf_printf(struct whk_buf *, const char *, ...)
 	    __attribute__((format(printf, 2, 3)));
+void	 whk_buf_int(struct whk_buf *, int64_t);
 void	 whk_buf_json_str(struct whk_buf *, const char *);	/* null if NULL */
 void	 whk_buf_json_strn(struct whk_buf *, const char *, size_t);
 void	 whk_buf_reset(struct whk_buf *);

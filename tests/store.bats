@@ -217,7 +217,8 @@ load helpers
 	assert_output ""
 	run plan "SELECT * FROM attempts WHERE webhook_seq = 5 ORDER BY n"
 	assert_output ""
-	run plan "SELECT webhook_seq FROM webhook_events WHERE event_seq = 5"
+	run plan "SELECT w.webhook_seq FROM endpoints p JOIN webhook_events w
+	    ON w.endpoint_id = p.id AND w.event_seq = 5"
 	assert_output ""
 	run plan "SELECT e.body FROM webhooks w, json_each(w.event_seqs) j
 	    JOIN events e ON e.seq = j.value WHERE w.seq = 5 ORDER BY j.key"
