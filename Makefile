@@ -27,8 +27,9 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
 ALL_CFLAGS  = $(STD) $(WARN) $(CFLAGS) $(SANFLAGS) $(PKG_CFLAGS) -Ilib
 LIBS	    = $(PKG_LIBS) -ljq -lm
 
-PROGS	 = whk-ingest whk-endpoint whk-batch
-LIBSRC	 = lib/util.c lib/lines.c lib/json.c lib/store.c lib/http.c lib/sign.c
+PROGS	 = whk-ingest whk-endpoint whk-batch whk-deliver
+LIBSRC	 = lib/util.c lib/lines.c lib/json.c lib/store.c lib/http.c lib/sign.c \
+	   lib/backoff.c
 OBJDIR	 = build/$(MODE)
 LIBOBJ	 = $(LIBSRC:lib/%.c=$(OBJDIR)/lib/%.o)
 BINS	 = $(PROGS:%=bin/%)

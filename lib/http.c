@@ -1,8 +1,14 @@
 /*
- * http.c - everything that touches libcurl.  For now: URLs, parsed by
- * curl's own parser so that what we check is what curl will connect to
- * (it normalises forms such as http://2130706433/ to 127.0.0.1).
+ * http.c - everything that touches libcurl: URLs, parsed by curl's own
+ * parser so that what we check is what curl will connect to (it
+ * normalises forms such as http://2130706433/ to 127.0.0.1); and the
+ * requests themselves, whose destination is checked again on the address
+ * actually connected to, after DNS.
  */
+#include <sys/socket.h>
+#include <netinet/in.h>
+#include <arpa/inet.h>
+
 #include <stdlib.h>
 #include <string.h>
 
@@ -71,4 +77,307 @@ whk_url_check(const char *s, int allow_private, struct whk_err *err)
 		    "refusing '%s': '%s' is a private, loopback or link-local "
 		    "address (use --allow-private to permit it)", s, u.host);
 	return 0;
+}
+
+/*
+ * Requests, many at once, on one libcurl multi handle: its connection
+ * cache keeps connections to a receiver alive between requests, and
+ * HTTP/2 multiplexes where the receiver offers it.
+ */
+#define EXCERPT_MAX	(16 * 1024)	/* kept of a response */
+#define DRAIN_MAX	(1024 * 1024)	/* read past that, then hang up */
+
+struct whk_http {
+	CURLM		*multi;
+	CURL		**idle;		/* easy handles to reuse */
+	size_t		 nidle, capidle;
+	size_t		 running;
+	struct whk_http_req *inflight;	/* started, not finished */
+	struct whk_http_req *done;	/* finished, not yet taken */
+};
+
+/* Connected to an address a request may not reach: say which, refuse. */
+static curl_socket_t
+open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
+{
+	struct whk_http_req *r = arg;
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	(void)purpose;
+	if (!r->allow_private && whk_sockaddr_private(&a->addr)) {
+		if (a->addr.sa_family == AF_INET)
+			inet_ntop(AF_INET, &((struct sockaddr_in *)
+			    (void *)&a->addr)->sin_addr, host, sizeof(host));
+		else if (a->addr.sa_family == AF_INET6)
+			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)
+			    (void *)&a->addr)->sin6_addr, host, sizeof(host));
+		snprintf(r->error, sizeof(r->error), "refused to connect to "
+		    "%s: a private, loopback or link-local address (the "
+		    "endpoint needs --allow-private)", host);
+		r->refused = 1;
+		return CURL_SOCKET_BAD;
+	}
+	return socket(a->family, a->socktype, a->protocol);
+}
+
+static size_t
+on_body(char *p, size_t size, size_t n, void *arg)
+{
+	struct whk_http_req *r = arg;
+	size_t len = size * n, keep;
+
+	if (r->excerpt.len < EXCERPT_MAX) {
+		keep = EXCERPT_MAX - r->excerpt.len;
+		whk_buf_add(&r->excerpt, p, len < keep ? len : keep);
+	}
+	r->response_bytes += (int64_t)len;
+	if (r->response_bytes > DRAIN_MAX) {
+		r->truncated = 1;
+		return 0;	/* hang up: never hold a flood */
+	}
+	return len;
+}
+
+struct whk_http *
+whk_http_new(size_t max_connections, struct whk_err *err)
+{
+	static int ready;
+	struct whk_http *h;
+
+	if (!ready) {
+		if (curl_global_init(CURL_GLOBAL_DEFAULT) != CURLE_OK) {
+			whk_error(err, WHK_EXIT_SYSTEM, "cannot start libcurl");
+			return NULL;
+		}
+		ready = 1;
+	}
+	if ((h = calloc(1, sizeof(*h))) == NULL ||
+	    (h->multi = curl_multi_init()) == NULL) {
+		free(h);
+		whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		return NULL;
+	}
+	curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS,
+	    (long)(max_connections > 0 ? max_connections : 64));
+	curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+	return h;
+}
+
+size_t
+whk_http_running(const struct whk_http *h)
+{
+	return h->running;
+}
+
+int
+whk_http_start(struct whk_http *h, struct whk_http_req *r,
+    struct whk_err *err)
+{
+	struct curl_slist *l = NULL, *t;
+	CURL *c;
+	size_t i;
+
+	r->status = 0;
+	r->ms = 0;
+	r->error[0] = '\0';
+	r->refused = r->truncated = 0;
+	r->response_bytes = 0;
+	r->retry_after_s = -1;
+	whk_buf_reset(&r->excerpt);
+	if (h->nidle > 0) {
+		c = h->idle[--h->nidle];
+		curl_easy_reset(c);
+	} else if ((c = curl_easy_init()) == NULL)
+		return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+	for (i = 0; i < r->nheaders; i++) {
+		if ((t = curl_slist_append(l, r->headers[i])) == NULL)
+			goto oom;
+		l = t;
+	}
+	/* A body is sent at once, not after a wait for "100 Continue". */
+	if ((t = curl_slist_append(l, "Expect:")) == NULL)
+		goto oom;
+	l = t;
+	r->handle = c;
+	r->slist = l;
+	curl_easy_setopt(c, CURLOPT_URL, r->url);
+	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+	curl_easy_setopt(c, CURLOPT_POST, 1L);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDS, r->body);
+	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+	    (curl_off_t)r->body_len);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, l);
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "whk/" WHK_VERSION);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)r->timeout_ms);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
+	    (long)r->connect_timeout_ms);
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+	/* A proxy's address is not the receiver's: the check would lie. */
+	curl_easy_setopt(c, CURLOPT_PROXY, "");
+	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+	curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
+	curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+	curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, r);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
+	curl_easy_setopt(c, CURLOPT_PRIVATE, r);
+	r->errbuf[0] = '\0';
+	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, r->errbuf);
+	if (curl_multi_add_handle(h->multi, c) != CURLM_OK) {
+		curl_slist_free_all(l);
+		curl_easy_cleanup(c);
+		r->handle = r->slist = NULL;
+		return whk_error(err, WHK_EXIT_SYSTEM, "cannot start a request");
+	}
+	h->running++;
+	r->prev_run = NULL;
+	if ((r->next_run = h->inflight) != NULL)
+		h->inflight->prev_run = r;
+	h->inflight = r;
+	return 0;
+oom:
+	curl_slist_free_all(l);
+	curl_easy_cleanup(c);
+	return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+}
+
+/* A request is over: note what came of it and put its handle aside. */
+static void
+finish(struct whk_http *h, struct whk_http_req *r, CURLcode rc)
+{
+	CURL *c = r->handle, **v;
+	curl_off_t us = 0, after = -1;
+	long status = 0;
+
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+	curl_easy_getinfo(c, CURLINFO_TOTAL_TIME_T, &us);
+	curl_easy_getinfo(c, CURLINFO_RETRY_AFTER, &after);
+	r->status = (int)status;
+	r->ms = (int64_t)(us / 1000);
+	r->retry_after_s = (int64_t)after >= 0 && status > 0 ?
+	    (int64_t)after : -1;
+	if (r->truncated)
+		snprintf(r->error, sizeof(r->error), "response over %d bytes: "
+		    "connection dropped", DRAIN_MAX);
+	else if (rc != CURLE_OK && !r->refused)
+		snprintf(r->error, sizeof(r->error), "%s",
+		    rc == CURLE_OPERATION_TIMEDOUT ? (status > 0 ?
+		    "timed out reading the response" : "timed out") :
+		    curl_easy_strerror(rc));
+	if (rc != CURLE_OK && !r->truncated && !r->refused &&
+	    rc != CURLE_OPERATION_TIMEDOUT) {
+		/* curl's own words are terse; keep its detail when it has it. */
+		size_t n = strlen(r->error);
+
+		if (r->errbuf[0] && n + 3 < sizeof(r->error))
+			snprintf(r->error + n, sizeof(r->error) - n, ": %s",
+			    r->errbuf);
+	}
+	curl_multi_remove_handle(h->multi, c);
+	curl_slist_free_all(r->slist);
+	r->slist = NULL;
+	r->handle = NULL;
+	if (h->nidle == h->capidle) {
+		size_t cap = h->capidle ? h->capidle * 2 : 64;
+
+		if ((v = reallocarray(h->idle, cap, sizeof(*v))) == NULL) {
+			curl_easy_cleanup(c);
+			goto out;
+		}
+		h->idle = v;
+		h->capidle = cap;
+	}
+	h->idle[h->nidle++] = c;
+out:
+	h->running--;
+	if (r->prev_run)
+		r->prev_run->next_run = r->next_run;
+	else
+		h->inflight = r->next_run;
+	if (r->next_run)
+		r->next_run->prev_run = r->prev_run;
+	r->next_done = h->done;
+	h->done = r;
+}
+
+int
+whk_http_wait(struct whk_http *h, int fd, int timeout_ms, int *fd_ready,
+    struct whk_err *err)
+{
+	struct curl_waitfd extra;
+	struct whk_http_req *r;
+	CURLMsg *m;
+	CURLMcode mc;
+	int still, left, nfds = 0;
+
+	if (fd_ready)
+		*fd_ready = 0;
+	if (fd >= 0) {
+		extra.fd = fd;
+		extra.events = CURL_WAIT_POLLIN;
+		extra.revents = 0;
+		nfds = 1;
+	}
+	if ((mc = curl_multi_perform(h->multi, &still)) != CURLM_OK)
+		return whk_error(err, WHK_EXIT_SYSTEM, "libcurl: %s",
+		    curl_multi_strerror(mc));
+	/* Wait only when nothing finished: the caller has work otherwise. */
+	if ((m = curl_multi_info_read(h->multi, &left)) == NULL) {
+		if ((mc = curl_multi_poll(h->multi, nfds ? &extra : NULL,
+		    (unsigned)nfds, timeout_ms, NULL)) != CURLM_OK)
+			return whk_error(err, WHK_EXIT_SYSTEM, "libcurl: %s",
+			    curl_multi_strerror(mc));
+		if (fd_ready && nfds && extra.revents)
+			*fd_ready = 1;
+		if ((mc = curl_multi_perform(h->multi, &still)) != CURLM_OK)
+			return whk_error(err, WHK_EXIT_SYSTEM, "libcurl: %s",
+			    curl_multi_strerror(mc));
+		m = curl_multi_info_read(h->multi, &left);
+	}
+	for (; m; m = curl_multi_info_read(h->multi, &left)) {
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, (char **)&r);
+		finish(h, r, m->data.result);
+	}
+	return 0;
+}
+
+struct whk_http_req *
+whk_http_done(struct whk_http *h)
+{
+	struct whk_http_req *r = h->done;
+
+	if (r)
+		h->done = r->next_done;
+	return r;
+}
+
+/* Give up on every request in flight: each ends as interrupted. */
+void
+whk_http_abort(struct whk_http *h)
+{
+	struct whk_http_req *r;
+
+	while ((r = h->inflight) != NULL) {
+		snprintf(r->error, sizeof(r->error), "interrupted");
+		r->refused = 1;	/* keep the message */
+		finish(h, r, CURLE_ABORTED_BY_CALLBACK);
+	}
+}
+
+void
+whk_http_free(struct whk_http *h)
+{
+	size_t i;
+
+	if (h == NULL)
+		return;
+	whk_http_abort(h);
+	for (i = 0; i < h->nidle; i++)
+		curl_easy_cleanup(h->idle[i]);
+	free(h->idle);
+	curl_multi_cleanup(h->multi);
+	free(h);
 }

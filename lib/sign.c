@@ -4,7 +4,9 @@
  */
 #include <string.h>
 
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
 #include <openssl/rand.h>
 
 #include "whk.h"
@@ -71,4 +73,83 @@ whk_secret_redact(const char *secret, char *out, size_t n)
 {
 	(void)secret;
 	snprintf(out, n, "whsec_********");
+}
+
+/* The key a secret stands for: the bytes its base64 part decodes to. */
+static int
+secret_key(const char *secret, unsigned char *key, size_t *n)
+{
+	const char *s;
+	size_t len, pad = 0;
+	int got;
+
+	if (strncmp(secret, "whsec_", 6) != 0)
+		return -1;
+	s = secret + 6;
+	len = strlen(s);
+	if (len == 0 || len % 4 != 0 || len > 128)
+		return -1;
+	while (pad < 2 && s[len - 1 - pad] == '=')
+		pad++;
+	if ((got = EVP_DecodeBlock(key, (const unsigned char *)s,
+	    (int)len)) < 0)
+		return -1;
+	*n = (size_t)got - pad;
+	return 0;
+}
+
+/*
+ * The Standard Webhooks signature header: "v1,<base64 HMAC-SHA256 of
+ * id.timestamp.body>" for each secret, separated by spaces, so that a
+ * receiver that knows either secret of a rotation can verify.
+ */
+int
+whk_sign(const char *const *secrets, size_t nsecrets, const char *msg_id,
+    int64_t timestamp, const char *body, size_t len, struct whk_buf *out,
+    struct whk_err *err)
+{
+	unsigned char key[3 * 128 / 4 + 3], mac[EVP_MAX_MD_SIZE];
+	unsigned char b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
+	char prefix[WHK_ID_LEN + 32];
+	size_t keylen, maclen, i;
+	EVP_MAC *hmac;
+	EVP_MAC_CTX *ctx = NULL;
+	OSSL_PARAM params[2];
+	int plen, rc = -1;
+
+	if ((hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
+		return whk_error(err, WHK_EXIT_SYSTEM, "HMAC unavailable");
+	params[0] = OSSL_PARAM_construct_utf8_string("digest", "SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	plen = snprintf(prefix, sizeof(prefix), "%s.%lld.", msg_id,
+	    (long long)timestamp);
+	for (i = 0; i < nsecrets; i++) {
+		if (secret_key(secrets[i], key, &keylen) == -1) {
+			whk_error(err, WHK_EXIT_PARTIAL, "invalid secret");
+			goto out;
+		}
+		maclen = 0;
+		if ((ctx = EVP_MAC_CTX_new(hmac)) == NULL ||
+		    EVP_MAC_init(ctx, key, keylen, params) != 1 ||
+		    EVP_MAC_update(ctx, (unsigned char *)prefix,
+		    (size_t)plen) != 1 ||
+		    EVP_MAC_update(ctx, (const unsigned char *)body, len) != 1 ||
+		    EVP_MAC_final(ctx, mac, &maclen, sizeof(mac)) != 1) {
+			whk_error(err, WHK_EXIT_SYSTEM, "HMAC failed");
+			goto out;
+		}
+		EVP_MAC_CTX_free(ctx);
+		ctx = NULL;
+		EVP_EncodeBlock(b64, mac, (int)maclen);
+		if (i > 0)
+			whk_buf_add(out, " ", 1);
+		whk_buf_puts(out, "v1,");
+		whk_buf_puts(out, (char *)b64);
+	}
+	rc = out->oom ? whk_error(err, WHK_EXIT_SYSTEM, "out of memory") : 0;
+out:
+	OPENSSL_cleanse(key, sizeof(key));
+	EVP_MAC_CTX_free(ctx);
+	EVP_MAC_free(hmac);
+	return rc;
 }

@@ -193,6 +193,13 @@ enum stmt {
 	S_WEBHOOK_DROP,
 	S_WEBHOOK_KIND,
 	S_WEBHOOK_EVENTS,
+	S_WEBHOOK_FIND,
+	S_WEBHOOK_GET,
+	S_WEBHOOKS_FRESH,
+	S_WEBHOOK_LEASE,
+	S_ATTEMPT_INSERT,
+	S_WEBHOOK_ATTEMPTED,
+	S_ENDPOINT_DISABLE,
 	S_BEGIN,
 	S_COMMIT,
 	S_ROLLBACK,
@@ -204,6 +211,10 @@ enum stmt {
 	" filter, group_by, headers, batch, batch_bytes, window_ms," \
 	" timeout_ms, concurrency, allow_private, disabled_at," \
 	" disabled_reason, created_at, updated_at, template, rate"
+
+#define WEBHOOK_COLUMNS "SELECT seq, id, endpoint_id, state, attempts,"\
+	" next_at, not_before, lease_until, resend, created_at,"\
+	" first_event_at, events, bytes FROM webhooks"
 
 static const char *sql[S_COUNT] = {
 	[S_EVENT_INSERT] =
@@ -268,6 +279,26 @@ static const char *sql[S_COUNT] = {
 	[S_WEBHOOK_EVENTS] = "SELECT e.body FROM webhooks w,"
 	    " json_each(w.event_seqs) j JOIN events e ON e.seq = j.value"
 	    " WHERE w.seq = ?1 ORDER BY j.key",
+	[S_WEBHOOK_FIND] = WEBHOOK_COLUMNS " WHERE id = ?1",
+	[S_WEBHOOK_GET] = WEBHOOK_COLUMNS " WHERE seq = ?1",
+	/* The first-attempt lane: webhooks_fresh, oldest first. */
+	[S_WEBHOOKS_FRESH] = WEBHOOK_COLUMNS " WHERE endpoint_id = ?1"
+	    " AND attempts = 0 AND state = 'pending' AND seq > ?2"
+	    " AND lease_until IS NULL ORDER BY seq LIMIT ?3",
+	[S_WEBHOOK_LEASE] = "UPDATE webhooks SET lease_until = ?2,"
+	    " lease_owner = ?3 WHERE seq = ?1",
+	[S_ATTEMPT_INSERT] = "INSERT INTO attempts(id, webhook_seq,"
+	    " endpoint_id, n, kind, started_at, ms, status, outcome, error,"
+	    " response, retry_after) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
+	    " ?9, ?10, ?11, ?12)",
+	[S_WEBHOOK_ATTEMPTED] = "UPDATE webhooks SET state = ?2,"
+	    " attempts = ?3, last_attempt_at = ?4, last_status = ?5,"
+	    " last_error = ?6, delivered_at = coalesce(?7, delivered_at),"
+	    " next_at = ?8, not_before = ?9, lease_until = NULL,"
+	    " lease_owner = NULL, resend = 0 WHERE seq = ?1",
+	[S_ENDPOINT_DISABLE] = "UPDATE endpoints SET disabled_at = ?2,"
+	    " disabled_reason = ?3, updated_at = ?2 WHERE id = ?1"
+	    " AND disabled_at IS NULL",
 	[S_BEGIN] = "BEGIN IMMEDIATE",
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
@@ -1125,4 +1156,200 @@ whk_store_webhook_body(struct whk_store *s, int64_t seq, struct whk_buf *out,
 			whk_buf_add(out, "]", 1);
 	}
 	return out->oom ? whk_error(err, WHK_EXIT_SYSTEM, "out of memory") : 0;
+}
+
+static void
+webhook_row(sqlite3_stmt *st, struct whk_webhook *w)
+{
+	memset(w, 0, sizeof(*w));
+	w->seq = sqlite3_column_int64(st, 0);
+	snprintf(w->id, sizeof(w->id), "%s",
+	    (const char *)sqlite3_column_text(st, 1));
+	w->endpoint_id = sqlite3_column_int64(st, 2);
+	snprintf(w->state, sizeof(w->state), "%s",
+	    (const char *)sqlite3_column_text(st, 3));
+	w->attempts = sqlite3_column_int64(st, 4);
+	w->next_at = sqlite3_column_int64(st, 5);
+	w->not_before = sqlite3_column_int64(st, 6);
+	w->lease_until = sqlite3_column_int64(st, 7);
+	w->resend = sqlite3_column_int(st, 8);
+	w->created_at = sqlite3_column_int64(st, 9);
+	w->first_event_at = sqlite3_column_int64(st, 10);
+	w->events = sqlite3_column_int64(st, 11);
+	w->bytes = sqlite3_column_int64(st, 12);
+}
+
+static int
+webhook_one(struct whk_store *s, sqlite3_stmt *st, struct whk_webhook *w,
+    struct whk_err *err)
+{
+	int rc = sqlite3_step(st);
+
+	if (rc == SQLITE_ROW)
+		webhook_row(st, w);
+	sqlite3_reset(st);
+	if (rc == SQLITE_ROW)
+		return 0;
+	return rc == SQLITE_DONE ? 1 : fail(s, err, rc, "store");
+}
+
+int
+whk_store_webhook_find(struct whk_store *s, const char *id,
+    struct whk_webhook *w, struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_WEBHOOK_FIND, err);
+
+	if (st == NULL)
+		return -1;
+	bind_text(st, 1, id);
+	return webhook_one(s, st, w, err);
+}
+
+int
+whk_store_webhooks_fresh(struct whk_store *s, int64_t endpoint_id,
+    int64_t after, struct whk_webhook *out, size_t max, size_t *n,
+    struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_WEBHOOKS_FRESH, err);
+	int rc;
+
+	*n = 0;
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, endpoint_id);
+	sqlite3_bind_int64(st, 2, after);
+	sqlite3_bind_int64(st, 3, (int64_t)max);
+	while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW)
+		webhook_row(st, &out[(*n)++]);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 :
+	    fail(s, err, rc, "store");
+}
+
+const char *
+whk_attempt_kind(const struct whk_webhook *w)
+{
+	return w->resend ? "resend" : w->attempts == 0 ? "first" : "retry";
+}
+
+int
+whk_store_attempt_record(struct whk_store *s, struct whk_attempt *a,
+    struct whk_err *err)
+{
+	sqlite3_stmt *st;
+
+	if (whk_id_new("atm", a->id, err) == -1 ||
+	    (st = stmt(s, S_ATTEMPT_INSERT, err)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, a->id, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, a->webhook_seq);
+	sqlite3_bind_int64(st, 3, a->endpoint_id);
+	sqlite3_bind_int64(st, 4, a->n);
+	bind_text(st, 5, a->kind);
+	sqlite3_bind_int64(st, 6, a->started_at);
+	if (a->ms >= 0)
+		sqlite3_bind_int64(st, 7, a->ms);
+	else
+		sqlite3_bind_null(st, 7);
+	if (a->status > 0)
+		sqlite3_bind_int(st, 8, a->status);
+	else
+		sqlite3_bind_null(st, 8);
+	sqlite3_bind_text(st, 9, a->delivered ? "delivered" : "failed", -1,
+	    SQLITE_STATIC);
+	bind_text(st, 10, a->error && *a->error ? a->error : NULL);
+	if (a->response)
+		sqlite3_bind_text(st, 11, a->response, (int)a->response_len,
+		    SQLITE_STATIC);
+	else
+		sqlite3_bind_null(st, 11);
+	bind_ms(st, 12, a->retry_after);
+	if (step_done(s, st, err) == -1 ||
+	    (st = stmt(s, S_WEBHOOK_ATTEMPTED, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, a->webhook_seq);
+	sqlite3_bind_text(st, 2, a->delivered ? "delivered" : a->next_at ?
+	    "failed" : "dead", -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 3, a->n);
+	sqlite3_bind_int64(st, 4, a->started_at);
+	if (a->status > 0)
+		sqlite3_bind_int(st, 5, a->status);
+	else
+		sqlite3_bind_null(st, 5);
+	bind_text(st, 6, a->error && *a->error ? a->error : NULL);
+	bind_ms(st, 7, a->delivered ? a->started_at + (a->ms > 0 ? a->ms : 0) :
+	    0);
+	bind_ms(st, 8, a->delivered ? 0 : a->next_at);
+	bind_ms(st, 9, a->delivered ? 0 : a->retry_after);
+	return step_done(s, st, err);
+}
+
+/*
+ * Claim a webhook for one attempt, inside the open (write) transaction,
+ * so no other deliverer can decide the same at the same time.  A lease
+ * that ran out belonged to a deliverer that stopped mid-flight: what it
+ * sent, if anything, is unknown, and that is recorded first.
+ */
+int
+whk_store_webhook_claim(struct whk_store *s, int64_t seq, const char *owner,
+    int64_t lease_until, struct whk_webhook *w, struct whk_err *err)
+{
+	struct whk_attempt lost;
+	sqlite3_stmt *st;
+	int64_t now = whk_now_ms();
+	int rc;
+
+	if ((st = stmt(s, S_WEBHOOK_GET, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, seq);
+	if ((rc = webhook_one(s, st, w, err)) != 0)
+		return rc == 1 ? WHK_CLAIM_GONE : -1;
+	if (strcmp(w->state, "pending") != 0 && strcmp(w->state, "failed") != 0)
+		return WHK_CLAIM_DONE;
+	if (w->lease_until > now)
+		return WHK_CLAIM_LEASED;
+	if (w->lease_until > 0) {
+		memset(&lost, 0, sizeof(lost));
+		lost.webhook_seq = w->seq;
+		lost.endpoint_id = w->endpoint_id;
+		lost.n = w->attempts + 1;
+		lost.kind = whk_attempt_kind(w);
+		lost.started_at = w->lease_until;
+		lost.ms = -1;
+		lost.error = "unknown outcome: the deliverer that claimed it "
+		    "stopped before recording the attempt (its lease ran out)";
+		lost.next_at = now;
+		if (whk_store_attempt_record(s, &lost, err) == -1)
+			return -1;
+		w->attempts++;
+		w->resend = 0;
+		snprintf(w->state, sizeof(w->state), "failed");
+		w->next_at = now;
+		w->not_before = 0;
+	}
+	if (w->not_before > now || (w->attempts > 0 && w->next_at > now))
+		return WHK_CLAIM_NOT_DUE;
+	if ((st = stmt(s, S_WEBHOOK_LEASE, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, w->seq);
+	sqlite3_bind_int64(st, 2, lease_until);
+	bind_text(st, 3, owner);
+	if (step_done(s, st, err) == -1)
+		return -1;
+	w->lease_until = lease_until;
+	return WHK_CLAIM_OK;
+}
+
+int
+whk_store_endpoint_disable(struct whk_store *s, int64_t id,
+    const char *reason, struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_ENDPOINT_DISABLE, err);
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, whk_now_ms());
+	bind_text(st, 3, reason);
+	return step_done(s, st, err);
 }

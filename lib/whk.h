@@ -110,6 +110,18 @@ void	 whk_lines_free(struct whk_lines *);
 int	 whk_secret_new(char *out, size_t, struct whk_err *);
 int	 whk_secret_valid(const char *, struct whk_err *);
 void	 whk_secret_redact(const char *secret, char *out, size_t);
+/* "v1,<sig>" for each secret, space-separated, appended to out. */
+int	 whk_sign(const char *const *secrets, size_t nsecrets,
+	    const char *msg_id, int64_t timestamp, const char *body,
+	    size_t len, struct whk_buf *out, struct whk_err *);
+
+/*
+ * backoff.c: the retry schedule.  How long after failed attempt n (1 is
+ * the first attempt) the next one is due, with jitter; -1 when the
+ * schedule is spent and the webhook is given up.
+ */
+int64_t	 whk_backoff_ms(int64_t attempt, uint64_t jitter_seed);
+int	 whk_backoff_attempts(void);	/* attempts in the schedule */
 
 /*
  * http.c: URL checks (libcurl's URL parser).
@@ -122,6 +134,49 @@ struct whk_url {
 int	 whk_url_parse(const char *, struct whk_url *, struct whk_err *);
 /* Refuse private and loopback destinations unless allowed. */
 int	 whk_url_check(const char *, int allow_private, struct whk_err *);
+
+/*
+ * Concurrent POSTs.  The caller owns each request and everything it
+ * points to until whk_http_done() hands it back.
+ */
+struct whk_http;
+struct whk_http_req {
+	/* Filled in by the caller. */
+	const char	 *url;
+	const char	**headers;		/* "Name: value" */
+	size_t		  nheaders;
+	const char	 *body;
+	size_t		  body_len;
+	int64_t		  timeout_ms;
+	int64_t		  connect_timeout_ms;
+	int		  allow_private;
+	void		 *user;
+	/* What came of it. */
+	int		  status;		/* HTTP status; 0: no response */
+	int64_t		  ms;
+	char		  error[512];		/* "" when none */
+	struct whk_buf	  excerpt;		/* the response's start */
+	int64_t		  response_bytes;
+	int64_t		  retry_after_s;	/* -1: none given */
+	/* The library's own. */
+	int		  refused, truncated;
+	char		  errbuf[256];
+	void		 *handle, *slist;
+	struct whk_http_req *next_done, *next_run, *prev_run;
+};
+struct whk_http	*whk_http_new(size_t max_connections, struct whk_err *);
+int		 whk_http_start(struct whk_http *, struct whk_http_req *,
+		    struct whk_err *);
+/*
+ * Move requests along and wait up to timeout_ms for one to finish or
+ * for fd (-1: none) to be readable, which *fd_ready tells.
+ */
+int		 whk_http_wait(struct whk_http *, int fd, int timeout_ms,
+		    int *fd_ready, struct whk_err *);
+struct whk_http_req *whk_http_done(struct whk_http *);	/* NULL: none */
+size_t		 whk_http_running(const struct whk_http *);
+void		 whk_http_abort(struct whk_http *);
+void		 whk_http_free(struct whk_http *);
 
 /*
  * json.c: all use of jv and jq.
@@ -298,5 +353,61 @@ int	 whk_store_webhook_drop(struct whk_store *, int64_t seq,
 /* The body as it is sent, appended to out. */
 int	 whk_store_webhook_body(struct whk_store *, int64_t seq,
 	    struct whk_buf *out, struct whk_err *);
+
+/* A webhook as whk-deliver and whk-retry see it. */
+struct whk_webhook {
+	int64_t	 seq;
+	char	 id[WHK_ID_LEN];
+	int64_t	 endpoint_id;
+	char	 state[16];		/* pending failed delivered dead */
+	int64_t	 attempts;
+	int64_t	 next_at, not_before, lease_until;	/* ms; 0: none */
+	int	 resend;
+	int64_t	 created_at, first_event_at;
+	int64_t	 events, bytes;
+};
+/* 0 and the webhook, 1 when there is none with that id, -1 on error. */
+int	 whk_store_webhook_find(struct whk_store *, const char *id,
+	    struct whk_webhook *, struct whk_err *);
+/* Up to max never attempted, unclaimed, with seq > after, oldest first. */
+int	 whk_store_webhooks_fresh(struct whk_store *, int64_t endpoint_id,
+	    int64_t after, struct whk_webhook *out, size_t max, size_t *n,
+	    struct whk_err *);
+enum {
+	WHK_CLAIM_OK,
+	WHK_CLAIM_GONE,		/* no such webhook */
+	WHK_CLAIM_DONE,		/* delivered or dead */
+	WHK_CLAIM_LEASED,	/* another deliverer has it */
+	WHK_CLAIM_NOT_DUE	/* its next attempt is later */
+};
+/*
+ * Inside a transaction: lease the webhook to owner until lease_until if
+ * it may be attempted now.  Returns WHK_CLAIM_* or -1, and w as it is.
+ */
+int	 whk_store_webhook_claim(struct whk_store *, int64_t seq,
+	    const char *owner, int64_t lease_until, struct whk_webhook *,
+	    struct whk_err *);
+const char *whk_attempt_kind(const struct whk_webhook *);
+
+/* One attempt, recorded with the webhook's new state. */
+struct whk_attempt {
+	int64_t		 webhook_seq, endpoint_id;
+	int64_t		 n;
+	const char	*kind;		/* first, retry, resend */
+	int64_t		 started_at;
+	int64_t		 ms;		/* -1: unknown */
+	int		 status;	/* 0: no response */
+	int		 delivered;
+	const char	*error;
+	const char	*response;
+	size_t		 response_len;
+	int64_t		 retry_after;	/* ms; 0: none */
+	int64_t		 next_at;	/* when failed: 0 means given up */
+	char		 id[WHK_ID_LEN];	/* the atm_ id made */
+};
+int	 whk_store_attempt_record(struct whk_store *, struct whk_attempt *,
+	    struct whk_err *);
+int	 whk_store_endpoint_disable(struct whk_store *, int64_t id,
+	    const char *reason, struct whk_err *);
 
 #endif /* WHK_H */

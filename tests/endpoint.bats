@@ -1044,7 +1044,7 @@ billing  enabled   https://billing.example.com/hooks  acme       50  order.*,inv
 	run sh -c "whk-endpoint list | jq -r .endpoint | tr '\n' ' '"
 	assert_output "e1 e2 e3 e4 e5 e6 e7 e8 "
 	run sql "PRAGMA user_version; select count(*) from endpoints"
-	assert_output $'2\n8'
+	assert_output $'3\n8'
 }
 
 @test "8 parallel sets of one endpoint all succeed; one of them wins whole" {

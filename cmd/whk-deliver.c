@@ -1,0 +1,1033 @@
+/*
+ * whk-deliver - send webhooks: concurrent, signed HTTP POSTs, each
+ * attempt recorded.
+ *
+ * Reads the records whk-batch and whk-retry print (lines with
+ * "webhook"), or with --pending every webhook never attempted (the
+ * first-attempt lane).  A webhook is claimed in the store (a lease, by a
+ * conditional update) before it is sent, so two deliverers never send
+ * one at the same time; requests then go out together on one libcurl
+ * multi handle, at most --concurrency in flight, and at most each
+ * endpoint's own concurrency and rate towards it, so a slow receiver
+ * holds only its own slots.  Each attempt is recorded with the
+ * webhook's new state in one transaction (many per transaction under
+ * load), and printed after the commit.
+ *
+ * It does not decide when to retry a failure beyond recording when the
+ * schedule says the next attempt is due: retries come back through
+ * whk-retry, in a process of their own, so failing partners never slow
+ * the first attempts of everyone else.  It never follows redirects.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "whk.h"
+
+#define DEFAULT_CONCURRENCY 64
+#define MAX_CONCURRENCY	10000
+#define FRESH_CHUNK	256	/* webhooks read at once per endpoint */
+#define MAX_QUEUED	100000	/* stdin records held before input waits */
+#define MAX_RECORD	(64 * 1024)
+#define RELOAD_MS	1000	/* how often endpoints are looked at again */
+#define PROGRESS_MS	250
+#define LEASE_MARGIN_MS	30000	/* a lease outlives its request by this */
+#define CONNECT_MAX_MS	10000
+
+static const char usage[] =
+"usage: whk-deliver [-s store] [--pending] [--endpoint name] [--limit n]\n"
+"                   [--concurrency n] [-q] [-v]\n";
+
+static const char help[] =
+"Send webhooks as signed HTTP POSTs, concurrently; print one record per\n"
+"attempt.\n"
+"\n"
+"  -s, --store PATH        the store (default $WHK_STORE, else\n"
+"                          $XDG_DATA_HOME/whk/whk.db)\n"
+"  -p, --pending           take every webhook never attempted, instead of\n"
+"                          records on stdin\n"
+"  -e, --endpoint NAME     only webhooks of this endpoint\n"
+"  -l, --limit N           at most N attempts\n"
+"  -c, --concurrency N     requests in flight in all (default 64); each\n"
+"                          endpoint's own --concurrency caps its share\n"
+"  -q, --quiet             no progress line on a terminal\n"
+"  -v, --verbose           a summary on stderr at the end\n"
+"  -h, --help              show this help\n"
+"  -V, --version           show the version\n"
+"\n"
+"Exit: 0 all delivered, 1 some attempts failed or records were rejected,\n"
+"2 usage, 3 store unavailable, 4 system error.  See whk-deliver(1).\n";
+
+static const struct option longopts[] = {
+	{ "store",	 required_argument, NULL, 's' },
+	{ "pending",	 no_argument,	    NULL, 'p' },
+	{ "endpoint",	 required_argument, NULL, 'e' },
+	{ "limit",	 required_argument, NULL, 'l' },
+	{ "concurrency", required_argument, NULL, 'c' },
+	{ "quiet",	 no_argument,	    NULL, 'q' },
+	{ "verbose",	 no_argument,	    NULL, 'v' },
+	{ "help",	 no_argument,	    NULL, 'h' },
+	{ "version",	 no_argument,	    NULL, 'V' },
+	{ NULL,		 0,		    NULL, 0 }
+};
+
+struct dep;
+
+/* One webhook to attempt once. */
+struct job {
+	struct job		*next;
+	struct dep		*ep;
+	struct whk_webhook	 w;
+	const char		*kind;
+	int64_t			 n;		/* the attempt's number */
+	int64_t			 started_at;	/* wall clock, ms */
+	struct whk_buf		 body;
+	struct whk_buf		 sig;
+	char			 h_id[WHK_ID_LEN + 16];
+	char			 h_ts[48];
+	const char		**headers;
+	struct whk_http_req	 req;
+};
+
+/* An endpoint as the deliverer sees it. */
+struct dep {
+	struct whk_endpoint	 e;
+	char			*hbuf;		/* its headers, split */
+	const char		**hdr;
+	size_t			 nhdr;
+	struct job		*head, *tail;	/* waiting for a claim */
+	size_t			 queued;
+	size_t			 inflight;
+	double			 tokens;	/* --rate's bucket */
+	int64_t			 tokens_at;
+	int			 gone;		/* disabled or removed */
+	int			 seen;
+	int64_t			 after;		/* --pending: read so far */
+	int			 drained;
+};
+
+struct deliver {
+	struct whk_store	*store;
+	struct whk_http		*http;
+	struct dep		**eps;
+	size_t			 neps;
+	size_t			 rr;		/* where claiming starts */
+	int64_t			 stamp;
+	int64_t			 last_reload;
+	const char		*only;		/* --endpoint */
+	int			 pending;
+	int64_t			 limit, claimed_total;
+	size_t			 concurrency;
+	size_t			 queued;
+	char			 owner[128];
+	struct job		*done, **done_tail;	/* to record */
+	struct whk_buf		 out;		/* lines awaiting commit */
+	int			 input_open;
+	int			 progress;
+	int64_t			 last_progress, started;
+	/* What happened. */
+	int64_t			 sent, delivered, failed, rejected, skipped;
+	int64_t			 lost;
+};
+
+static volatile sig_atomic_t stop;
+
+static void
+on_signal(int sig)
+{
+	(void)sig;
+	stop++;
+}
+
+static void
+warnx_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+static void
+warnx_(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("whk-deliver: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static int
+oom(struct whk_err *err)
+{
+	return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+}
+
+static void
+job_free(struct job *j)
+{
+	if (j == NULL)
+		return;
+	whk_buf_free(&j->body);
+	whk_buf_free(&j->sig);
+	whk_buf_free(&j->req.excerpt);
+	free(j->headers);
+	free(j);
+}
+
+static void
+dep_free(struct dep *ep)
+{
+	struct job *j;
+
+	while ((j = ep->head) != NULL) {
+		ep->head = j->next;
+		job_free(j);
+	}
+	whk_endpoint_clear(&ep->e);
+	free(ep->hbuf);
+	free(ep->hdr);
+	free(ep);
+}
+
+/* "K: V" lines, as whk-endpoint keeps them, into curl's list. */
+static int
+dep_headers(struct dep *ep)
+{
+	char *p, *nl;
+	size_t n = 0;
+
+	free(ep->hbuf);
+	free(ep->hdr);
+	ep->hbuf = NULL;
+	ep->hdr = NULL;
+	ep->nhdr = 0;
+	if (ep->e.headers == NULL || *ep->e.headers == '\0')
+		return 0;
+	if ((ep->hbuf = strdup(ep->e.headers)) == NULL)
+		return -1;
+	for (p = ep->hbuf; p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
+		n++;
+	if ((ep->hdr = calloc(n, sizeof(*ep->hdr))) == NULL)
+		return -1;
+	for (p = ep->hbuf; p && *p; p = nl) {
+		if ((nl = strchr(p, '\n')) != NULL)
+			*nl++ = '\0';
+		if (*p)
+			ep->hdr[ep->nhdr++] = p;
+	}
+	return 0;
+}
+
+static struct dep *
+dep_by_id(struct deliver *d, int64_t id)
+{
+	size_t i;
+
+	for (i = 0; i < d->neps; i++)
+		if (d->eps[i]->e.id == id)
+			return d->eps[i];
+	return NULL;
+}
+
+static int
+collect(const struct whk_endpoint *e, void *arg)
+{
+	struct deliver *d = arg;
+	struct dep *ep, **v;
+
+	if ((ep = dep_by_id(d, e->id)) == NULL) {
+		if ((v = reallocarray(d->eps, d->neps + 1, sizeof(*v))) ==
+		    NULL || (ep = calloc(1, sizeof(*ep))) == NULL)
+			return -1;
+		d->eps = v;
+		d->eps[d->neps++] = ep;
+		ep->tokens = -1;
+	}
+	whk_endpoint_clear(&ep->e);
+	ep->e = *e;
+	/* The row's strings are the store's: keep copies. */
+	ep->e.name = e->name ? strdup(e->name) : NULL;
+	ep->e.url = e->url ? strdup(e->url) : NULL;
+	ep->e.secret = e->secret ? strdup(e->secret) : NULL;
+	ep->e.old_secret = e->old_secret ? strdup(e->old_secret) : NULL;
+	ep->e.headers = e->headers ? strdup(e->headers) : NULL;
+	ep->e.tenant = ep->e.types = ep->e.filter = ep->e.group_by = NULL;
+	ep->e.template = ep->e.disabled_reason = NULL;
+	ep->seen = 1;
+	ep->gone = e->disabled_at != 0;
+	if (ep->e.name == NULL || ep->e.url == NULL || ep->e.secret == NULL ||
+	    (e->old_secret && ep->e.old_secret == NULL) ||
+	    (e->headers && ep->e.headers == NULL) || dep_headers(ep) == -1)
+		return -1;
+	return 0;
+}
+
+/* Endpoints are kept by id: queued and running work points at them. */
+static int
+endpoints_load(struct deliver *d, struct whk_err *err)
+{
+	size_t i;
+	int rc;
+
+	if (whk_store_endpoints_stamp(d->store, &d->stamp, err) == -1)
+		return -1;
+	d->last_reload = whk_mono_ms();
+	for (i = 0; i < d->neps; i++)
+		d->eps[i]->seen = 0;
+	if ((rc = whk_store_endpoint_each(d->store, collect, d, err)) != 0)
+		return rc == -1 && err->msg[0] ? -1 : oom(err);
+	for (i = 0; i < d->neps; i++)
+		if (!d->eps[i]->seen)
+			d->eps[i]->gone = 1;	/* removed */
+	if (d->only) {
+		for (i = 0; i < d->neps; i++)
+			if (strcmp(d->eps[i]->e.name, d->only) == 0)
+				break;
+		if (i == d->neps)
+			return whk_error(err, WHK_EXIT_USAGE,
+			    "no endpoint '%s'", d->only);
+	}
+	return 0;
+}
+
+static int
+endpoints_check(struct deliver *d, struct whk_err *err)
+{
+	int64_t stamp;
+
+	if (whk_mono_ms() - d->last_reload < RELOAD_MS)
+		return 0;
+	d->last_reload = whk_mono_ms();
+	if (whk_store_endpoints_stamp(d->store, &stamp, err) == -1)
+		return -1;
+	return stamp == d->stamp ? 0 : endpoints_load(d, err);
+}
+
+static int
+wanted(const struct deliver *d, const struct dep *ep)
+{
+	return d->only == NULL || strcmp(ep->e.name, d->only) == 0;
+}
+
+static void
+enqueue(struct deliver *d, struct dep *ep, struct job *j)
+{
+	j->ep = ep;
+	j->next = NULL;
+	if (ep->tail)
+		ep->tail->next = j;
+	else
+		ep->head = j;
+	ep->tail = j;
+	ep->queued++;
+	d->queued++;
+}
+
+static struct job *
+dequeue(struct deliver *d, struct dep *ep)
+{
+	struct job *j = ep->head;
+
+	if (j == NULL)
+		return NULL;
+	if ((ep->head = j->next) == NULL)
+		ep->tail = NULL;
+	ep->queued--;
+	d->queued--;
+	j->next = NULL;
+	return j;
+}
+
+static void
+reject(struct deliver *d, int64_t lineno, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+reject(struct deliver *d, int64_t lineno, const char *fmt, ...)
+{
+	va_list ap;
+
+	d->rejected++;
+	fprintf(stderr, "whk-deliver: line %lld: ", (long long)lineno);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+/* One record from stdin: find its webhook and queue it to its endpoint. */
+static int
+one_record(struct deliver *d, const char *line, size_t len, int64_t lineno,
+    struct whk_err *err)
+{
+	struct whk_err why;
+	struct job *j;
+	struct dep *ep;
+	char id[256];
+	int rc;
+
+	if ((rc = whk_record_field(line, len, "webhook", id, sizeof(id),
+	    &why)) == -1) {
+		if (why.status != WHK_EXIT_PARTIAL) {
+			*err = why;
+			return -1;
+		}
+		reject(d, lineno, "%s", why.msg);
+		return 0;
+	}
+	if (rc == 0) {
+		reject(d, lineno, "no \"webhook\" id in the record");
+		return 0;
+	}
+	if ((j = calloc(1, sizeof(*j))) == NULL)
+		return oom(err);
+	if ((rc = whk_store_webhook_find(d->store, id, &j->w, err)) != 0) {
+		job_free(j);
+		if (rc == 1)
+			reject(d, lineno, "no webhook '%s' in the store", id);
+		return rc == 1 ? 0 : -1;
+	}
+	if ((ep = dep_by_id(d, j->w.endpoint_id)) == NULL) {
+		/* Made since we looked. */
+		d->last_reload = 0;
+		d->stamp = -1;
+		if (endpoints_check(d, err) == -1) {
+			job_free(j);
+			return -1;
+		}
+		ep = dep_by_id(d, j->w.endpoint_id);
+	}
+	if (ep == NULL || !wanted(d, ep)) {
+		d->skipped++;
+		job_free(j);
+		return 0;
+	}
+	enqueue(d, ep, j);
+	return 0;
+}
+
+/* --pending: top up each endpoint's queue from the first-attempt lane. */
+static int
+fill_pending(struct deliver *d, struct whk_err *err)
+{
+	struct whk_webhook *w;
+	struct job *j;
+	size_t i, k, n;
+	int rc = 0;
+
+	if ((w = calloc(FRESH_CHUNK, sizeof(*w))) == NULL)
+		return oom(err);
+	for (i = 0; i < d->neps && rc == 0; i++) {
+		struct dep *ep = d->eps[i];
+
+		if (ep->drained || ep->gone || !wanted(d, ep) ||
+		    ep->queued >= (size_t)ep->e.concurrency)
+			continue;
+		if ((rc = whk_store_webhooks_fresh(d->store, ep->e.id,
+		    ep->after, w, FRESH_CHUNK, &n, err)) == -1)
+			break;
+		if (n < FRESH_CHUNK)
+			ep->drained = 1;
+		for (k = 0; k < n; k++) {
+			if ((j = calloc(1, sizeof(*j))) == NULL) {
+				rc = oom(err);
+				break;
+			}
+			j->w = w[k];
+			ep->after = w[k].seq;
+			enqueue(d, ep, j);
+		}
+	}
+	free(w);
+	return rc;
+}
+
+static int
+input_done(const struct deliver *d)
+{
+	size_t i;
+
+	if (stop || (d->limit > 0 && d->claimed_total >= d->limit))
+		return 1;
+	if (!d->pending)
+		return !d->input_open;
+	for (i = 0; i < d->neps; i++)
+		if (!d->eps[i]->drained && !d->eps[i]->gone &&
+		    wanted(d, d->eps[i]))
+			return 0;
+	return 1;
+}
+
+/* --rate: a bucket of up to one second's requests. */
+static int
+rate_allows(struct dep *ep, int64_t now)
+{
+	if (ep->e.rate <= 0)
+		return 1;
+	if (ep->tokens < 0) {
+		ep->tokens = (double)ep->e.rate;
+		ep->tokens_at = now;
+	}
+	ep->tokens += (double)(now - ep->tokens_at) * (double)ep->e.rate /
+	    1000.0;
+	ep->tokens_at = now;
+	if (ep->tokens > (double)ep->e.rate)
+		ep->tokens = (double)ep->e.rate;
+	return ep->tokens >= 1.0;
+}
+
+/* Milliseconds until a rate-capped endpoint with work may send again. */
+static int
+rate_wait(struct deliver *d)
+{
+	int64_t w, best = -1;
+	size_t i;
+
+	for (i = 0; i < d->neps; i++) {
+		struct dep *ep = d->eps[i];
+
+		if (ep->e.rate <= 0 || ep->queued == 0 || ep->gone ||
+		    ep->tokens >= 1.0 || ep->inflight >= (size_t)ep->e.concurrency)
+			continue;
+		w = (int64_t)((1.0 - ep->tokens) * 1000.0 /
+		    (double)ep->e.rate) + 1;
+		if (best == -1 || w < best)
+			best = w;
+	}
+	return (int)best;
+}
+
+static void
+json_time(struct whk_buf *b, int64_t ms)
+{
+	char t[64];
+
+	if (ms == 0) {
+		whk_buf_puts(b, "null");
+		return;
+	}
+	whk_format_time(ms, t, sizeof(t));
+	whk_buf_json_str(b, t);
+}
+
+/* Record what came of a request, in the open transaction. */
+static int
+record(struct deliver *d, struct job *j, struct whk_err *err)
+{
+	struct whk_http_req *r = &j->req;
+	struct whk_attempt a;
+	char why[600];
+	int64_t now = whk_now_ms(), wait;
+
+	memset(&a, 0, sizeof(a));
+	a.webhook_seq = j->w.seq;
+	a.endpoint_id = j->w.endpoint_id;
+	a.n = j->n;
+	a.kind = j->kind;
+	a.started_at = j->started_at;
+	a.ms = r->ms;
+	a.status = r->status;
+	a.delivered = r->status >= 200 && r->status <= 299;
+	a.error = r->error;
+	if (!a.delivered && r->error[0] == '\0') {
+		snprintf(why, sizeof(why), "HTTP %d", r->status);
+		a.error = why;
+	}
+	a.response = r->excerpt.len > 0 ? r->excerpt.data : NULL;
+	a.response_len = r->excerpt.len;
+	if (!a.delivered && (r->status == 429 || r->status == 503) &&
+	    r->retry_after_s > 0)
+		a.retry_after = now + r->retry_after_s * 1000;
+	if (!a.delivered) {
+		wait = whk_backoff_ms(j->n, (uint64_t)j->w.seq);
+		a.next_at = wait < 0 ? 0 : now + wait;
+		if (a.next_at && a.retry_after > a.next_at)
+			a.next_at = a.retry_after;
+	}
+	if (whk_store_attempt_record(d->store, &a, err) == -1)
+		return -1;
+	if (r->status == 410 && !j->ep->gone) {
+		snprintf(why, sizeof(why), "410 Gone from the receiver "
+		    "(webhook %s)", j->w.id);
+		if (whk_store_endpoint_disable(d->store, j->ep->e.id, why,
+		    err) == -1)
+			return -1;
+		j->ep->gone = 1;
+		warnx_("endpoint '%s' disabled: the receiver answered 410 Gone",
+		    j->ep->e.name);
+	}
+	if (a.delivered)
+		d->delivered++;
+	else
+		d->failed++;
+
+	whk_buf_puts(&d->out, "{\"webhook\":");
+	whk_buf_json_str(&d->out, j->w.id);
+	whk_buf_puts(&d->out, ",\"endpoint\":");
+	whk_buf_json_str(&d->out, j->ep->e.name);
+	whk_buf_printf(&d->out, ",\"attempt\":%lld,\"kind\":\"%s\","
+	    "\"status\":", (long long)j->n, j->kind);
+	if (r->status > 0)
+		whk_buf_int(&d->out, r->status);
+	else
+		whk_buf_puts(&d->out, "null");
+	whk_buf_printf(&d->out, ",\"ms\":%lld,\"outcome\":\"%s\",\"error\":",
+	    (long long)r->ms, a.delivered ? "delivered" : "failed");
+	if (a.error && *a.error)
+		whk_buf_json_str(&d->out, a.error);
+	else
+		whk_buf_puts(&d->out, "null");
+	if (!a.delivered) {
+		whk_buf_puts(&d->out, ",\"next_at\":");
+		json_time(&d->out, a.next_at);
+		if (a.retry_after) {
+			whk_buf_puts(&d->out, ",\"retry_after\":");
+			json_time(&d->out, a.retry_after);
+		}
+	}
+	whk_buf_puts(&d->out, "}\n");
+	return d->out.oom ? oom(err) : 0;
+}
+
+/*
+ * Build the request: the stored body byte for byte, signed with every
+ * secret valid now, the endpoint's headers after ours.
+ */
+static int
+prepare(struct deliver *d, struct job *j, struct whk_err *err)
+{
+	struct dep *ep = j->ep;
+	const char *secrets[2];
+	size_t ns = 0, k = 0;
+	int64_t now = whk_now_ms();
+
+	(void)d;
+	whk_buf_reset(&j->body);
+	if (whk_store_webhook_body(d->store, j->w.seq, &j->body, err) == -1)
+		return -1;
+	if (j->body.data == NULL)
+		whk_buf_add(&j->body, "", 0);
+	secrets[ns++] = ep->e.secret;
+	if (ep->e.old_secret && ep->e.old_secret_until > now)
+		secrets[ns++] = ep->e.old_secret;
+	whk_buf_reset(&j->sig);
+	whk_buf_puts(&j->sig, "webhook-signature: ");
+	if (whk_sign(secrets, ns, j->w.id, now / 1000, j->body.data,
+	    j->body.len, &j->sig, err) == -1)
+		return -1;
+	snprintf(j->h_id, sizeof(j->h_id), "webhook-id: %s", j->w.id);
+	snprintf(j->h_ts, sizeof(j->h_ts), "webhook-timestamp: %lld",
+	    (long long)(now / 1000));
+	free(j->headers);
+	if ((j->headers = calloc(4 + ep->nhdr, sizeof(*j->headers))) == NULL)
+		return oom(err);
+	j->headers[k++] = "Content-Type: application/json";
+	j->headers[k++] = j->h_id;
+	j->headers[k++] = j->h_ts;
+	j->headers[k++] = j->sig.data;
+	memcpy(j->headers + k, ep->hdr, ep->nhdr * sizeof(*ep->hdr));
+	k += ep->nhdr;
+	memset(&j->req, 0, offsetof(struct whk_http_req, excerpt));
+	j->req.url = ep->e.url;
+	j->req.headers = j->headers;
+	j->req.nheaders = k;
+	j->req.body = j->body.data;
+	j->req.body_len = j->body.len;
+	j->req.timeout_ms = ep->e.timeout_ms;
+	j->req.connect_timeout_ms = ep->e.timeout_ms < CONNECT_MAX_MS ?
+	    ep->e.timeout_ms : CONNECT_MAX_MS;
+	j->req.allow_private = ep->e.allow_private;
+	j->req.user = j;
+	j->started_at = now;
+	return 0;
+}
+
+/*
+ * Claim what may go now, within the open transaction: per endpoint up to
+ * its free slots and its rate, in all up to the free slots.  The claimed
+ * jobs are returned in *ready, to start once the claims are committed.
+ */
+static int
+claim(struct deliver *d, struct job **ready, struct whk_err *err)
+{
+	size_t busy = whk_http_running(d->http), i, k, start = d->rr;
+	int64_t mono = whk_mono_ms(), lease;
+	struct job *j, **tail = ready;
+	int rc, progress = 1;
+
+	while (progress && busy < d->concurrency &&
+	    (d->limit == 0 || d->claimed_total < d->limit) && !stop) {
+		progress = 0;
+		for (k = 0; k < d->neps && busy < d->concurrency; k++) {
+			struct dep *ep = d->eps[(start + k) % d->neps];
+
+			if (ep->queued == 0)
+				continue;
+			if (ep->gone) {
+				/* Left pending for when it is enabled. */
+				while ((j = dequeue(d, ep)) != NULL) {
+					d->skipped++;
+					job_free(j);
+				}
+				continue;
+			}
+			if (ep->inflight >= (size_t)ep->e.concurrency ||
+			    !rate_allows(ep, mono))
+				continue;
+			if (d->limit > 0 && d->claimed_total >= d->limit)
+				break;
+			j = dequeue(d, ep);
+			lease = whk_now_ms() + ep->e.timeout_ms + LEASE_MARGIN_MS;
+			if ((rc = whk_store_webhook_claim(d->store, j->w.seq,
+			    d->owner, lease, &j->w, err)) == -1) {
+				job_free(j);
+				return -1;
+			}
+			progress = 1;
+			if (rc != WHK_CLAIM_OK) {
+				/* Delivered, leased or not due: not ours. */
+				d->skipped++;
+				job_free(j);
+				continue;
+			}
+			j->kind = whk_attempt_kind(&j->w);
+			j->n = j->w.attempts + 1;
+			if (prepare(d, j, err) == -1) {
+				job_free(j);
+				return -1;
+			}
+			if (ep->e.rate > 0)
+				ep->tokens -= 1.0;
+			ep->inflight++;
+			busy++;
+			d->claimed_total++;
+			*tail = j;
+			tail = &j->next;
+		}
+	}
+	*tail = NULL;
+	for (i = 0; i < d->neps; i++)
+		if (d->eps[i]->queued > 0) {
+			d->rr = (d->rr + 1) % d->neps;
+			break;
+		}
+	return 0;
+}
+
+static void
+progress_line(struct deliver *d, int last)
+{
+	int64_t now = whk_mono_ms(), secs;
+
+	if (!d->progress || (!last && now - d->last_progress < PROGRESS_MS))
+		return;
+	d->last_progress = now;
+	secs = now - d->started;
+	fprintf(stderr, "\rwhk-deliver: sent %lld, delivered %lld, failed "
+	    "%lld, in flight %zu, %.0f/s\033[K%s", (long long)d->sent,
+	    (long long)d->delivered, (long long)d->failed,
+	    whk_http_running(d->http), secs > 0 ? (double)(d->delivered +
+	    d->failed) * 1000.0 / (double)secs : 0.0, last ? "\n" : "");
+}
+
+/*
+ * One turn: record what finished and claim what may go, in one
+ * transaction; once it committed, print and start.
+ */
+static int
+turn(struct deliver *d, struct whk_err *err)
+{
+	struct job *ready = NULL, *j, *next;
+	int txn = 0;
+
+	if (d->done || d->queued > 0) {
+		if (whk_store_begin(d->store, err) == -1)
+			return -1;
+		txn = 1;
+	}
+	for (j = d->done; j; j = next) {
+		next = j->next;
+		if (record(d, j, err) == -1)
+			goto fail;
+	}
+	if (d->queued > 0 && claim(d, &ready, err) == -1)
+		goto fail;
+	if (txn && whk_store_commit(d->store, err) == -1)
+		goto fail;
+	for (j = d->done; j; j = next) {
+		next = j->next;
+		job_free(j);
+	}
+	d->done = NULL;
+	d->done_tail = &d->done;
+	/* Durable now: only now may anyone hear of it. */
+	if (d->out.len > 0 && (fwrite(d->out.data, 1, d->out.len, stdout) !=
+	    d->out.len || fflush(stdout) == EOF))
+		return whk_error(err, WHK_EXIT_SYSTEM, "write error: %s",
+		    strerror(errno));
+	whk_buf_reset(&d->out);
+	for (j = ready; j; j = next) {
+		next = j->next;
+		j->next = NULL;
+		if (whk_http_start(d->http, &j->req, err) == -1) {
+			/* Its lease runs out; the attempt is recorded then. */
+			job_free(j);
+			for (j = next; j; j = next) {
+				next = j->next;
+				job_free(j);
+			}
+			return -1;
+		}
+		d->sent++;
+	}
+	return 0;
+fail:
+	if (txn)
+		whk_store_rollback(d->store);
+	whk_buf_reset(&d->out);
+	for (j = ready; j; j = next) {
+		next = j->next;
+		job_free(j);
+	}
+	return -1;
+}
+
+static void
+take_done(struct deliver *d)
+{
+	struct whk_http_req *r;
+	struct job *j;
+
+	while ((r = whk_http_done(d->http)) != NULL) {
+		j = r->user;
+		j->ep->inflight--;
+		j->next = NULL;
+		*d->done_tail = j;
+		d->done_tail = &j->next;
+	}
+}
+
+static int
+run(struct deliver *d, struct whk_err *err)
+{
+	struct whk_lines lines;
+	const char *line;
+	size_t len;
+	int rc = 0, too_long, fd_ready, wait, aborted = 0;
+
+	if (!d->pending && whk_lines_init(&lines, STDIN_FILENO,
+	    MAX_RECORD) == -1)
+		return oom(err);
+	d->input_open = !d->pending;
+	for (;;) {
+		if (stop > 1 && !aborted) {
+			/* A second signal: give up on what is in flight. */
+			whk_http_abort(d->http);
+			aborted = 1;
+		}
+		take_done(d);
+		if (endpoints_check(d, err) == -1) {
+			rc = -1;
+			break;
+		}
+		/* Take in work while there is room for it. */
+		if (!input_done(d)) {
+			if (d->pending) {
+				if (fill_pending(d, err) == -1) {
+					rc = -1;
+					break;
+				}
+			} else if (d->input_open && d->queued < MAX_QUEUED &&
+			    whk_lines_ready(&lines)) {
+				if (whk_store_begin(d->store, err) == -1) {
+					rc = -1;
+					break;
+				}
+				while (d->input_open && d->queued < MAX_QUEUED &&
+				    whk_lines_ready(&lines)) {
+					rc = whk_lines_next(&lines, &line, &len,
+					    &too_long, err);
+					if (rc <= 0) {
+						d->input_open = 0;
+						break;
+					}
+					if (too_long)
+						reject(d, lines.lineno,
+						    "longer than %d bytes",
+						    MAX_RECORD);
+					else if (len > 0 && (rc = one_record(d,
+					    line, len, lines.lineno, err)) == -1)
+						break;
+					rc = 0;
+				}
+				if (rc == -1) {
+					whk_store_rollback(d->store);
+					break;
+				}
+				if (whk_store_commit(d->store, err) == -1) {
+					rc = -1;
+					break;
+				}
+			}
+		}
+		if (turn(d, err) == -1) {
+			rc = -1;
+			break;
+		}
+		progress_line(d, 0);
+		if (input_done(d) && whk_http_running(d->http) == 0 &&
+		    d->done == NULL && (d->queued == 0 || stop ||
+		    (d->limit > 0 && d->claimed_total >= d->limit)))
+			break;
+		/* Nothing can start: wait for a request, input or a timer. */
+		wait = rate_wait(d);
+		if (wait < 0 || wait > RELOAD_MS)
+			wait = d->progress ? PROGRESS_MS : RELOAD_MS;
+		if (!d->pending && d->input_open && !stop &&
+		    d->queued < MAX_QUEUED && whk_lines_ready(&lines))
+			wait = 0;
+		if (d->pending && !input_done(d) && d->queued == 0)
+			wait = 0;
+		if (whk_http_wait(d->http, !d->pending && d->input_open &&
+		    !stop && d->queued < MAX_QUEUED ? STDIN_FILENO : -1, wait,
+		    &fd_ready, err) == -1) {
+			rc = -1;
+			break;
+		}
+	}
+	if (!d->pending)
+		whk_lines_free(&lines);
+	if (rc == -1) {
+		/* Record what still finishes, so no attempt goes unsaid. */
+		struct whk_err why;
+
+		whk_http_abort(d->http);
+		take_done(d);
+		if (d->done && turn(d, &why) == -1)
+			warnx_("%s", why.msg);
+	}
+	progress_line(d, 1);
+	return rc;
+}
+
+int
+main(int argc, char *argv[])
+{
+	struct deliver d;
+	struct whk_err err = { 0, "" };
+	struct sigaction sa;
+	const char *store_opt = NULL, *limit_opt = NULL, *conc_opt = NULL;
+	char path[4096], host[64] = "?";
+	int64_t v;
+	size_t i;
+	int ch, verbose = 0, quiet = 0, status = WHK_EXIT_OK;
+
+	memset(&d, 0, sizeof(d));
+	d.concurrency = DEFAULT_CONCURRENCY;
+	d.done_tail = &d.done;
+	while ((ch = getopt_long(argc, argv, "s:pe:l:c:qvhV", longopts,
+	    NULL)) != -1) {
+		switch (ch) {
+		case 's':
+			store_opt = optarg;
+			break;
+		case 'p':
+			d.pending = 1;
+			break;
+		case 'e':
+			d.only = optarg;
+			break;
+		case 'l':
+			limit_opt = optarg;
+			break;
+		case 'c':
+			conc_opt = optarg;
+			break;
+		case 'q':
+			quiet = 1;
+			break;
+		case 'v':
+			verbose = 1;
+			break;
+		case 'h':
+			fputs(usage, stdout);
+			fputs(help, stdout);
+			return fflush(stdout) == EOF ? WHK_EXIT_SYSTEM :
+			    WHK_EXIT_OK;
+		case 'V':
+			printf("whk-deliver %s\n", WHK_VERSION);
+			return fflush(stdout) == EOF ? WHK_EXIT_SYSTEM :
+			    WHK_EXIT_OK;
+		default:
+			fputs(usage, stderr);
+			return WHK_EXIT_USAGE;
+		}
+	}
+	argc -= optind;
+	argv += optind;
+	if (argc > 0) {
+		warnx_("unexpected argument '%s'", argv[0]);
+		fputs(usage, stderr);
+		return WHK_EXIT_USAGE;
+	}
+	if (limit_opt) {
+		if (whk_parse_uint(limit_opt, 1, INT64_MAX, &d.limit,
+		    &err) == -1) {
+			warnx_("--limit: %s", err.msg);
+			return WHK_EXIT_USAGE;
+		}
+	}
+	if (conc_opt) {
+		if (whk_parse_uint(conc_opt, 1, MAX_CONCURRENCY, &v,
+		    &err) == -1) {
+			warnx_("--concurrency: %s", err.msg);
+			return WHK_EXIT_USAGE;
+		}
+		d.concurrency = (size_t)v;
+	}
+	d.progress = !quiet && isatty(STDERR_FILENO);
+
+	memset(&sa, 0, sizeof(sa));
+	sa.sa_handler = on_signal;
+	sigemptyset(&sa.sa_mask);
+	sigaction(SIGINT, &sa, NULL);
+	sigaction(SIGTERM, &sa, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	gethostname(host, sizeof(host) - 1);
+	snprintf(d.owner, sizeof(d.owner), "%s:%ld", host, (long)getpid());
+	d.started = d.last_progress = whk_mono_ms();
+	if (whk_now_init(&err) == -1 ||
+	    whk_store_path(store_opt, path, sizeof(path), &err) == -1 ||
+	    (d.store = whk_store_open(path, &err)) == NULL) {
+		warnx_("%s", err.msg);
+		return err.status;
+	}
+	if ((d.http = whk_http_new(d.concurrency, &err)) == NULL ||
+	    endpoints_load(&d, &err) == -1 || run(&d, &err) == -1) {
+		warnx_("%s", err.msg);
+		status = err.status;
+	}
+	if (verbose)
+		fprintf(stderr, "whk-deliver: %lld attempts: %lld delivered, "
+		    "%lld failed; %lld skipped (delivered, taken by another "
+		    "deliverer, not due or endpoint disabled)\n",
+		    (long long)(d.delivered + d.failed),
+		    (long long)d.delivered, (long long)d.failed,
+		    (long long)d.skipped);
+	if (status == WHK_EXIT_OK && (d.failed > 0 || d.rejected > 0))
+		status = WHK_EXIT_PARTIAL;
+
+	whk_http_free(d.http);
+	for (i = 0; i < d.neps; i++)
+		dep_free(d.eps[i]);
+	free(d.eps);
+	whk_store_close(d.store);
+	whk_buf_free(&d.out);
+	if (fflush(stdout) == EOF || ferror(stdout)) {
+		warnx_("write error: %s", strerror(errno));
+		return WHK_EXIT_SYSTEM;
+	}
+	return status;
+}
