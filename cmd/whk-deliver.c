@@ -77,7 +77,17 @@ static const struct option longopts[] = {
 
 struct dep;
 
-/* One webhook to attempt once. */
+/* What a request needs while it runs: made when the webhook is claimed. */
+struct flight {
+	struct whk_buf		 body;
+	struct whk_buf		 sig;
+	char			 h_id[WHK_ID_LEN + 16];
+	char			 h_ts[48];
+	const char		**headers;
+	struct whk_http_req	 req;
+};
+
+/* One webhook to attempt once; small while it waits in a queue. */
 struct job {
 	struct job		*next;
 	struct dep		*ep;
@@ -85,12 +95,7 @@ struct job {
 	const char		*kind;
 	int64_t			 n;		/* the attempt's number */
 	int64_t			 started_at;	/* wall clock, ms */
-	struct whk_buf		 body;
-	struct whk_buf		 sig;
-	char			 h_id[WHK_ID_LEN + 16];
-	char			 h_ts[48];
-	const char		**headers;
-	struct whk_http_req	 req;
+	struct flight		*f;
 };
 
 /* An endpoint as the deliverer sees it. */
@@ -169,10 +174,13 @@ job_free(struct job *j)
 {
 	if (j == NULL)
 		return;
-	whk_buf_free(&j->body);
-	whk_buf_free(&j->sig);
-	whk_buf_free(&j->req.excerpt);
-	free(j->headers);
+	if (j->f) {
+		whk_buf_free(&j->f->body);
+		whk_buf_free(&j->f->sig);
+		whk_buf_free(&j->f->req.excerpt);
+		free(j->f->headers);
+		free(j->f);
+	}
 	free(j);
 }
 
@@ -414,7 +422,7 @@ fill_pending(struct deliver *d, struct whk_err *err)
 {
 	struct whk_webhook *w;
 	struct job *j;
-	size_t i, k, n;
+	size_t i, k, n, max;
 	int rc = 0;
 
 	if ((w = calloc(FRESH_CHUNK, sizeof(*w))) == NULL)
@@ -425,10 +433,14 @@ fill_pending(struct deliver *d, struct whk_err *err)
 		if (ep->drained || ep->gone || !wanted(d, ep) ||
 		    ep->queued >= (size_t)ep->e.concurrency)
 			continue;
+		/* Enough to keep its slots busy, not its whole backlog. */
+		max = 2 * (size_t)ep->e.concurrency;
+		if (max > FRESH_CHUNK)
+			max = FRESH_CHUNK;
 		if ((rc = whk_store_webhooks_fresh(d->store, ep->e.id,
-		    ep->after, w, FRESH_CHUNK, &n, err)) == -1)
+		    ep->after, w, max, &n, err)) == -1)
 			break;
-		if (n < FRESH_CHUNK)
+		if (n < max)
 			ep->drained = 1;
 		for (k = 0; k < n; k++) {
 			if ((j = calloc(1, sizeof(*j))) == NULL) {
@@ -516,9 +528,9 @@ json_time(struct whk_buf *b, int64_t ms)
 static int
 record(struct deliver *d, struct job *j, struct whk_err *err)
 {
-	struct whk_http_req *r = &j->req;
+	struct whk_http_req *r = &j->f->req;
 	struct whk_attempt a;
-	char why[600];
+	char why[600], reason[128];
 	int64_t now = whk_now_ms(), wait;
 
 	memset(&a, 0, sizeof(a));
@@ -549,9 +561,9 @@ record(struct deliver *d, struct job *j, struct whk_err *err)
 	if (whk_store_attempt_record(d->store, &a, err) == -1)
 		return -1;
 	if (r->status == 410 && !j->ep->gone) {
-		snprintf(why, sizeof(why), "410 Gone from the receiver "
+		snprintf(reason, sizeof(reason), "410 Gone from the receiver "
 		    "(webhook %s)", j->w.id);
-		if (whk_store_endpoint_disable(d->store, j->ep->e.id, why,
+		if (whk_store_endpoint_disable(d->store, j->ep->e.id, reason,
 		    err) == -1)
 			return -1;
 		j->ep->gone = 1;
@@ -599,47 +611,45 @@ static int
 prepare(struct deliver *d, struct job *j, struct whk_err *err)
 {
 	struct dep *ep = j->ep;
+	struct flight *f;
 	const char *secrets[2];
 	size_t ns = 0, k = 0;
 	int64_t now = whk_now_ms();
 
-	(void)d;
-	whk_buf_reset(&j->body);
-	if (whk_store_webhook_body(d->store, j->w.seq, &j->body, err) == -1)
+	if ((f = j->f = calloc(1, sizeof(*f))) == NULL)
+		return oom(err);
+	if (whk_store_webhook_body(d->store, j->w.seq, &f->body, err) == -1)
 		return -1;
-	if (j->body.data == NULL)
-		whk_buf_add(&j->body, "", 0);
+	if (f->body.data == NULL)
+		whk_buf_add(&f->body, "", 0);
 	secrets[ns++] = ep->e.secret;
 	if (ep->e.old_secret && ep->e.old_secret_until > now)
 		secrets[ns++] = ep->e.old_secret;
-	whk_buf_reset(&j->sig);
-	whk_buf_puts(&j->sig, "webhook-signature: ");
-	if (whk_sign(secrets, ns, j->w.id, now / 1000, j->body.data,
-	    j->body.len, &j->sig, err) == -1)
+	whk_buf_puts(&f->sig, "webhook-signature: ");
+	if (whk_sign(secrets, ns, j->w.id, now / 1000, f->body.data,
+	    f->body.len, &f->sig, err) == -1)
 		return -1;
-	snprintf(j->h_id, sizeof(j->h_id), "webhook-id: %s", j->w.id);
-	snprintf(j->h_ts, sizeof(j->h_ts), "webhook-timestamp: %lld",
+	snprintf(f->h_id, sizeof(f->h_id), "webhook-id: %s", j->w.id);
+	snprintf(f->h_ts, sizeof(f->h_ts), "webhook-timestamp: %lld",
 	    (long long)(now / 1000));
-	free(j->headers);
-	if ((j->headers = calloc(4 + ep->nhdr, sizeof(*j->headers))) == NULL)
+	if ((f->headers = calloc(4 + ep->nhdr, sizeof(*f->headers))) == NULL)
 		return oom(err);
-	j->headers[k++] = "Content-Type: application/json";
-	j->headers[k++] = j->h_id;
-	j->headers[k++] = j->h_ts;
-	j->headers[k++] = j->sig.data;
-	memcpy(j->headers + k, ep->hdr, ep->nhdr * sizeof(*ep->hdr));
+	f->headers[k++] = "Content-Type: application/json";
+	f->headers[k++] = f->h_id;
+	f->headers[k++] = f->h_ts;
+	f->headers[k++] = f->sig.data;
+	memcpy(f->headers + k, ep->hdr, ep->nhdr * sizeof(*ep->hdr));
 	k += ep->nhdr;
-	memset(&j->req, 0, offsetof(struct whk_http_req, excerpt));
-	j->req.url = ep->e.url;
-	j->req.headers = j->headers;
-	j->req.nheaders = k;
-	j->req.body = j->body.data;
-	j->req.body_len = j->body.len;
-	j->req.timeout_ms = ep->e.timeout_ms;
-	j->req.connect_timeout_ms = ep->e.timeout_ms < CONNECT_MAX_MS ?
+	f->req.url = ep->e.url;
+	f->req.headers = f->headers;
+	f->req.nheaders = k;
+	f->req.body = f->body.data;
+	f->req.body_len = f->body.len;
+	f->req.timeout_ms = ep->e.timeout_ms;
+	f->req.connect_timeout_ms = ep->e.timeout_ms < CONNECT_MAX_MS ?
 	    ep->e.timeout_ms : CONNECT_MAX_MS;
-	j->req.allow_private = ep->e.allow_private;
-	j->req.user = j;
+	f->req.allow_private = ep->e.allow_private;
+	f->req.user = j;
 	j->started_at = now;
 	return 0;
 }
@@ -732,6 +742,27 @@ progress_line(struct deliver *d, int last)
 	    d->failed) * 1000.0 / (double)secs : 0.0, last ? "\n" : "");
 }
 
+/* Could a claim be made now?  Saves a write transaction when not. */
+static int
+claimable(struct deliver *d)
+{
+	int64_t mono = whk_mono_ms();
+	size_t i;
+
+	if (stop || whk_http_running(d->http) >= d->concurrency ||
+	    (d->limit > 0 && d->claimed_total >= d->limit))
+		return 0;
+	for (i = 0; i < d->neps; i++) {
+		struct dep *ep = d->eps[i];
+
+		if (ep->queued > 0 && (ep->gone ||
+		    (ep->inflight < (size_t)ep->e.concurrency &&
+		    rate_allows(ep, mono))))
+			return 1;
+	}
+	return 0;
+}
+
 /*
  * One turn: record what finished and claim what may go, in one
  * transaction; once it committed, print and start.
@@ -740,9 +771,9 @@ static int
 turn(struct deliver *d, struct whk_err *err)
 {
 	struct job *ready = NULL, *j, *next;
-	int txn = 0;
+	int txn = 0, go = claimable(d);
 
-	if (d->done || d->queued > 0) {
+	if (d->done || go) {
 		if (whk_store_begin(d->store, err) == -1)
 			return -1;
 		txn = 1;
@@ -752,7 +783,7 @@ turn(struct deliver *d, struct whk_err *err)
 		if (record(d, j, err) == -1)
 			goto fail;
 	}
-	if (d->queued > 0 && claim(d, &ready, err) == -1)
+	if (go && claim(d, &ready, err) == -1)
 		goto fail;
 	if (txn && whk_store_commit(d->store, err) == -1)
 		goto fail;
@@ -771,7 +802,7 @@ turn(struct deliver *d, struct whk_err *err)
 	for (j = ready; j; j = next) {
 		next = j->next;
 		j->next = NULL;
-		if (whk_http_start(d->http, &j->req, err) == -1) {
+		if (whk_http_start(d->http, &j->f->req, err) == -1) {
 			/* Its lease runs out; the attempt is recorded then. */
 			job_free(j);
 			for (j = next; j; j = next) {

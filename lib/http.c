@@ -247,12 +247,13 @@ static void
 finish(struct whk_http *h, struct whk_http_req *r, CURLcode rc)
 {
 	CURL *c = r->handle, **v;
-	curl_off_t us = 0, after = -1;
+	curl_off_t us = 0, after = -1, connected = 0;
 	long status = 0;
 
 	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
 	curl_easy_getinfo(c, CURLINFO_TOTAL_TIME_T, &us);
 	curl_easy_getinfo(c, CURLINFO_RETRY_AFTER, &after);
+	curl_easy_getinfo(c, CURLINFO_CONNECT_TIME_T, &connected);
 	r->status = (int)status;
 	r->ms = (int64_t)(us / 1000);
 	r->retry_after_s = (int64_t)after >= 0 && status > 0 ?
@@ -260,20 +261,15 @@ finish(struct whk_http *h, struct whk_http_req *r, CURLcode rc)
 	if (r->truncated)
 		snprintf(r->error, sizeof(r->error), "response over %d bytes: "
 		    "connection dropped", DRAIN_MAX);
+	else if (rc == CURLE_OPERATION_TIMEDOUT)
+		snprintf(r->error, sizeof(r->error), "timed out after %lld ms "
+		    "%s", (long long)(us / 1000), status > 0 ?
+		    "reading the response" : connected > 0 ?
+		    "waiting for the response" : "connecting");
 	else if (rc != CURLE_OK && !r->refused)
-		snprintf(r->error, sizeof(r->error), "%s",
-		    rc == CURLE_OPERATION_TIMEDOUT ? (status > 0 ?
-		    "timed out reading the response" : "timed out") :
-		    curl_easy_strerror(rc));
-	if (rc != CURLE_OK && !r->truncated && !r->refused &&
-	    rc != CURLE_OPERATION_TIMEDOUT) {
-		/* curl's own words are terse; keep its detail when it has it. */
-		size_t n = strlen(r->error);
-
-		if (r->errbuf[0] && n + 3 < sizeof(r->error))
-			snprintf(r->error + n, sizeof(r->error) - n, ": %s",
-			    r->errbuf);
-	}
+		/* curl's buffer has the detail (address, port, reason). */
+		snprintf(r->error, sizeof(r->error), "%s", r->errbuf[0] ?
+		    r->errbuf : curl_easy_strerror(rc));
 	curl_multi_remove_handle(h->multi, c);
 	curl_slist_free_all(r->slist);
 	r->slist = NULL;
