@@ -18,6 +18,8 @@
  * whk-retry, in a process of their own, so failing partners never slow
  * the first attempts of everyone else.  It never follows redirects.
  */
+#include <sys/stat.h>
+
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
@@ -37,6 +39,7 @@
 #define PROGRESS_MS	250
 #define LEASE_MARGIN_MS	30000	/* a lease outlives its request by this */
 #define CONNECT_MAX_MS	10000
+#define RETRY_AFTER_MAX	(24 * 3600)	/* seconds of Retry-After heeded */
 
 static const char usage[] =
 "usage: whk-deliver [-s store] [--pending] [--endpoint name] [--limit n]\n"
@@ -48,8 +51,8 @@ static const char help[] =
 "\n"
 "  -s, --store PATH        the store (default $WHK_STORE, else\n"
 "                          $XDG_DATA_HOME/whk/whk.db)\n"
-"  -p, --pending           take every webhook never attempted, instead of\n"
-"                          records on stdin\n"
+"  -p, --pending           take every webhook never attempted (after the\n"
+"                          records on stdin when it is a pipe or a file)\n"
 "  -e, --endpoint NAME     only webhooks of this endpoint\n"
 "  -l, --limit N           at most N attempts\n"
 "  -c, --concurrency N     requests in flight in all (default 64); each\n"
@@ -463,8 +466,10 @@ input_done(const struct deliver *d)
 
 	if (stop || (d->limit > 0 && d->claimed_total >= d->limit))
 		return 1;
+	if (d->input_open)
+		return 0;
 	if (!d->pending)
-		return !d->input_open;
+		return 1;
 	for (i = 0; i < d->neps; i++)
 		if (!d->eps[i]->drained && !d->eps[i]->gone &&
 		    wanted(d, d->eps[i]))
@@ -551,7 +556,9 @@ record(struct deliver *d, struct job *j, struct whk_err *err)
 	a.response_len = r->excerpt.len;
 	if (!a.delivered && (r->status == 429 || r->status == 503) &&
 	    r->retry_after_s > 0)
-		a.retry_after = now + r->retry_after_s * 1000;
+		/* A receiver may ask for a pause, not for a year of one. */
+		a.retry_after = now + (r->retry_after_s < RETRY_AFTER_MAX ?
+		    r->retry_after_s : RETRY_AFTER_MAX) * 1000;
 	if (!a.delivered) {
 		wait = whk_backoff_ms(j->n, (uint64_t)j->w.seq);
 		a.next_at = wait < 0 ? 0 : now + wait;
@@ -601,6 +608,26 @@ record(struct deliver *d, struct job *j, struct whk_err *err)
 	}
 	whk_buf_puts(&d->out, "}\n");
 	return d->out.oom ? oom(err) : 0;
+}
+
+/* The attempt a claim found lost: said like any other. */
+static int
+lost_line(struct deliver *d, const struct job *j)
+{
+	d->failed++;
+	whk_buf_puts(&d->out, "{\"webhook\":");
+	whk_buf_json_str(&d->out, j->w.id);
+	whk_buf_puts(&d->out, ",\"endpoint\":");
+	whk_buf_json_str(&d->out, j->ep->e.name);
+	whk_buf_printf(&d->out, ",\"attempt\":%lld,\"kind\":\"%s\","
+	    "\"status\":null,\"ms\":null,\"outcome\":\"failed\","
+	    "\"error\":\"unknown outcome: the deliverer that claimed it "
+	    "stopped before recording the attempt (its lease ran out)\","
+	    "\"next_at\":", (long long)j->w.lost, j->w.resend ? "resend" :
+	    j->w.lost == 1 ? "first" : "retry");
+	json_time(&d->out, j->w.next_at);
+	whk_buf_puts(&d->out, "}\n");
+	return d->out.oom ? -1 : 0;
 }
 
 /*
@@ -696,6 +723,10 @@ claim(struct deliver *d, struct job **ready, struct whk_err *err)
 				return -1;
 			}
 			progress = 1;
+			if (j->w.lost > 0 && lost_line(d, j) == -1) {
+				job_free(j);
+				return oom(err);
+			}
 			if (rc != WHK_CLAIM_OK) {
 				/* Delivered, leased or not due: not ours. */
 				d->skipped++;
@@ -844,14 +875,19 @@ static int
 run(struct deliver *d, struct whk_err *err)
 {
 	struct whk_lines lines;
+	struct stat st;
 	const char *line;
 	size_t len;
 	int rc = 0, too_long, fd_ready, wait, aborted = 0;
 
-	if (!d->pending && whk_lines_init(&lines, STDIN_FILENO,
-	    MAX_RECORD) == -1)
+	/*
+	 * With --pending, records on a pipe come first (a reconciliation
+	 * run behind "whk-batch --pending |"), then the store.
+	 */
+	d->input_open = !d->pending || (fstat(STDIN_FILENO, &st) == 0 &&
+	    (S_ISFIFO(st.st_mode) || S_ISREG(st.st_mode)));
+	if (whk_lines_init(&lines, STDIN_FILENO, MAX_RECORD) == -1)
 		return oom(err);
-	d->input_open = !d->pending;
 	for (;;) {
 		if (stop > 1 && !aborted) {
 			/* A second signal: give up on what is in flight. */
@@ -865,14 +901,14 @@ run(struct deliver *d, struct whk_err *err)
 		}
 		/* Take in work while there is room for it. */
 		if (!input_done(d)) {
-			if (d->pending) {
+			if (!d->input_open) {
 				if (fill_pending(d, err) == -1) {
 					rc = -1;
 					break;
 				}
-			} else if (d->input_open && d->queued < MAX_QUEUED &&
+			} else if (d->queued < MAX_QUEUED &&
 			    whk_lines_ready(&lines)) {
-				if (whk_store_begin(d->store, err) == -1) {
+				if (whk_store_begin_read(d->store, err) == -1) {
 					rc = -1;
 					break;
 				}
@@ -916,20 +952,19 @@ run(struct deliver *d, struct whk_err *err)
 		wait = rate_wait(d);
 		if (wait < 0 || wait > RELOAD_MS)
 			wait = d->progress ? PROGRESS_MS : RELOAD_MS;
-		if (!d->pending && d->input_open && !stop &&
-		    d->queued < MAX_QUEUED && whk_lines_ready(&lines))
+		if (d->input_open && !stop && d->queued < MAX_QUEUED &&
+		    whk_lines_ready(&lines))
 			wait = 0;
-		if (d->pending && !input_done(d) && d->queued == 0)
+		if (!d->input_open && !input_done(d) && d->queued == 0)
 			wait = 0;
-		if (whk_http_wait(d->http, !d->pending && d->input_open &&
-		    !stop && d->queued < MAX_QUEUED ? STDIN_FILENO : -1, wait,
+		if (whk_http_wait(d->http, d->input_open && !stop &&
+		    d->queued < MAX_QUEUED ? STDIN_FILENO : -1, wait,
 		    &fd_ready, err) == -1) {
 			rc = -1;
 			break;
 		}
 	}
-	if (!d->pending)
-		whk_lines_free(&lines);
+	whk_lines_free(&lines);
 	if (rc == -1) {
 		/* Record what still finishes, so no attempt goes unsaid. */
 		struct whk_err why;

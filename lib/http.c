@@ -117,6 +117,11 @@ open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
 		r->refused = 1;
 		return CURL_SOCKET_BAD;
 	}
+	/* Another address of the name may do: forget a refusal. */
+	if (r->refused) {
+		r->refused = 0;
+		r->error[0] = '\0';
+	}
 	return socket(a->family, a->socktype, a->protocol);
 }
 

@@ -201,6 +201,7 @@ enum stmt {
 	S_WEBHOOK_ATTEMPTED,
 	S_ENDPOINT_DISABLE,
 	S_BEGIN,
+	S_BEGIN_READ,
 	S_COMMIT,
 	S_ROLLBACK,
 	S_COUNT
@@ -295,11 +296,12 @@ static const char *sql[S_COUNT] = {
 	    " attempts = ?3, last_attempt_at = ?4, last_status = ?5,"
 	    " last_error = ?6, delivered_at = coalesce(?7, delivered_at),"
 	    " next_at = ?8, not_before = ?9, lease_until = NULL,"
-	    " lease_owner = NULL, resend = 0 WHERE seq = ?1",
+	    " lease_owner = NULL, resend = ?10 WHERE seq = ?1",
 	[S_ENDPOINT_DISABLE] = "UPDATE endpoints SET disabled_at = ?2,"
 	    " disabled_reason = ?3, updated_at = ?2 WHERE id = ?1"
 	    " AND disabled_at IS NULL",
 	[S_BEGIN] = "BEGIN IMMEDIATE",
+	[S_BEGIN_READ] = "BEGIN",
 	[S_COMMIT] = "COMMIT",
 	[S_ROLLBACK] = "ROLLBACK",
 };
@@ -415,12 +417,17 @@ static int
 busy_timeout(struct whk_err *err)
 {
 	const char *env = getenv("WHK_BUSY_TIMEOUT");
+	struct whk_err why;
 	int64_t ms;
 
 	if (env == NULL || *env == '\0')
 		return BUSY_TIMEOUT_MS;
-	if (whk_parse_duration(env, &ms, err) == -1 || ms > 3600000)
-		return -1;
+	if (whk_parse_duration(env, &ms, &why) == -1)
+		return whk_error(err, WHK_EXIT_USAGE, "WHK_BUSY_TIMEOUT: %s",
+		    why.msg);
+	if (ms > 3600000)
+		return whk_error(err, WHK_EXIT_USAGE, "WHK_BUSY_TIMEOUT: "
+		    "'%s' is over 1h", env);
 	return (int)ms;
 }
 
@@ -575,6 +582,15 @@ int
 whk_store_begin(struct whk_store *s, struct whk_err *err)
 {
 	sqlite3_stmt *st = stmt(s, S_BEGIN, err);
+
+	return st ? step_done(s, st, err) : -1;
+}
+
+/* Many reads at one snapshot, without the write lock. */
+int
+whk_store_begin_read(struct whk_store *s, struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_BEGIN_READ, err);
 
 	return st ? step_done(s, st, err) : -1;
 }
@@ -1281,6 +1297,7 @@ whk_store_attempt_record(struct whk_store *s, struct whk_attempt *a,
 	    0);
 	bind_ms(st, 8, a->delivered ? 0 : a->next_at);
 	bind_ms(st, 9, a->delivered ? 0 : a->retry_after);
+	sqlite3_bind_int(st, 10, a->keep_resend ? 1 : 0);
 	return step_done(s, st, err);
 }
 
@@ -1304,6 +1321,7 @@ whk_store_webhook_claim(struct whk_store *s, int64_t seq, const char *owner,
 	sqlite3_bind_int64(st, 1, seq);
 	if ((rc = webhook_one(s, st, w, err)) != 0)
 		return rc == 1 ? WHK_CLAIM_GONE : -1;
+	w->lost = 0;
 	if (strcmp(w->state, "pending") != 0 && strcmp(w->state, "failed") != 0)
 		return WHK_CLAIM_DONE;
 	if (w->lease_until > now)
@@ -1319,10 +1337,12 @@ whk_store_webhook_claim(struct whk_store *s, int64_t seq, const char *owner,
 		lost.error = "unknown outcome: the deliverer that claimed it "
 		    "stopped before recording the attempt (its lease ran out)";
 		lost.next_at = now;
+		lost.keep_resend = w->resend;	/* the resend is still owed */
 		if (whk_store_attempt_record(s, &lost, err) == -1)
 			return -1;
+		w->lost = lost.n;
+		snprintf(w->lost_id, sizeof(w->lost_id), "%s", lost.id);
 		w->attempts++;
-		w->resend = 0;
 		snprintf(w->state, sizeof(w->state), "failed");
 		w->next_at = now;
 		w->not_before = 0;

@@ -246,6 +246,7 @@ struct whk_store *whk_store_open(const char *path, struct whk_err *);
 void		 whk_store_close(struct whk_store *);
 const char	*whk_store_file(const struct whk_store *);
 int		 whk_store_begin(struct whk_store *, struct whk_err *);
+int		 whk_store_begin_read(struct whk_store *, struct whk_err *);
 int		 whk_store_commit(struct whk_store *, struct whk_err *);
 void		 whk_store_rollback(struct whk_store *);
 int		 whk_store_schema_version(void);
@@ -365,6 +366,8 @@ struct whk_webhook {
 	int	 resend;
 	int64_t	 created_at, first_event_at;
 	int64_t	 events, bytes;
+	int64_t	 lost;			/* claim recorded this attempt lost */
+	char	 lost_id[WHK_ID_LEN];
 };
 /* 0 and the webhook, 1 when there is none with that id, -1 on error. */
 int	 whk_store_webhook_find(struct whk_store *, const char *id,
@@ -403,6 +406,7 @@ struct whk_attempt {
 	size_t		 response_len;
 	int64_t		 retry_after;	/* ms; 0: none */
 	int64_t		 next_at;	/* when failed: 0 means given up */
+	int		 keep_resend;	/* a resend still owed after this */
 	char		 id[WHK_ID_LEN];	/* the atm_ id made */
 };
 int	 whk_store_attempt_record(struct whk_store *, struct whk_attempt *,

@@ -228,3 +228,13 @@ load helpers
 	run plan "SELECT seq FROM webhooks WHERE state = 'dead' ORDER BY seq DESC LIMIT 10"
 	assert_output ""
 }
+
+@test "a bad WHK_BUSY_TIMEOUT is a usage error, named" {
+	WHK_BUSY_TIMEOUT=2h run whk-ingest <<<'{"id":"a"}'
+	assert_failure 2
+	assert_output "whk-ingest: WHK_BUSY_TIMEOUT: '2h' is over 1h"
+	WHK_BUSY_TIMEOUT=abc run whk-endpoint list
+	assert_failure 2
+	assert_output "whk-endpoint: WHK_BUSY_TIMEOUT: invalid duration 'abc' (use 500ms, 5s, 10m, 2h, 7d)"
+	[ ! -e "$WHK_STORE" ]
+}
