@@ -665,7 +665,8 @@ prepare(struct deliver *d, struct job *j, struct whk_err *err)
 	f->headers[k++] = f->h_id;
 	f->headers[k++] = f->h_ts;
 	f->headers[k++] = f->sig.data;
-	memcpy(f->headers + k, ep->hdr, ep->nhdr * sizeof(*ep->hdr));
+	if (ep->nhdr > 0)	/* ep->hdr is NULL when there are none */
+		memcpy(f->headers + k, ep->hdr, ep->nhdr * sizeof(*ep->hdr));
 	k += ep->nhdr;
 	f->req.url = ep->e.url;
 	f->req.headers = f->headers;

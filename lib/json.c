@@ -745,8 +745,11 @@ whk_record_field(const char *line, size_t len, const char *name, char *out,
 	if (sc.wanted.p == NULL || sc.wanted.kind != '"')
 		return 0;
 	v = span_jv(&sc.wanted);
+	/* "a\u0000b" is no id, and must not pass for "a". */
 	if (jv_get_kind(v) == JV_KIND_STRING &&
-	    (size_t)jv_string_length_bytes(jv_copy(v)) < outsz) {
+	    (size_t)jv_string_length_bytes(jv_copy(v)) < outsz &&
+	    strlen(jv_string_value(v)) ==
+	    (size_t)jv_string_length_bytes(jv_copy(v))) {
 		snprintf(out, outsz, "%s", jv_string_value(v));
 		rc = 1;
 	}
@@ -762,6 +765,14 @@ whk_record_field(const char *line, size_t len, const char *name, char *out,
  * joined in parts, and a part that does not compile (too long, or a
  * filter with an import) is split in two until it does.  Each expression
  * runs under try, so one failing does not hide the rest.
+ *
+ * Most filters and keys are a path, or a path compared with a constant,
+ * and for those jq's cost is nearly all in building the event's tree and
+ * starting its interpreter.  Such "simple" expressions never enter a
+ * part: they are answered from the event's text.  Whenever jq's answer
+ * might differ from ours by one byte (an error, a number jq would print
+ * differently, a string it would escape, a key spelled with escapes that
+ * might be the one sought), the expression runs alone in jq instead.
  */
 #define SET_PART	128	/* expressions joined into one program */
 
@@ -770,6 +781,34 @@ struct set_part {
 	size_t		 first, n;
 	struct whk_jq	**alone;	/* to tell an error, when one comes */
 	const char	*const *exprs;
+	const size_t	*map;		/* where each one's result goes */
+};
+
+enum { OP_NONE, OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE };
+
+/* A scalar: a literal of an expression, or a value of an event. */
+struct scalar {
+	char		 kind;		/* 'n', 'f', 't', '1' or '"' */
+	const char	*s;		/* a string's bytes, unescaped */
+	size_t		 n;
+	double		 d;
+};
+
+struct simple {
+	int		 op;		/* OP_NONE: the path's value itself */
+	int		 swapped;	/* the literal is on the left */
+	size_t		 path;		/* in the set's paths */
+	struct scalar	 lit;
+	size_t		 same;		/* the first expression like it */
+	struct whk_jq	*alone;		/* compiled when jq must answer */
+	int		 to_jq;		/* for the event at hand */
+};
+
+/* A path's value in the event at hand. */
+struct path {
+	char		*names;		/* "a.b.c" for .a.b.c */
+	struct span	 v;		/* v.p NULL: null */
+	int		 unsure;	/* only jq can tell */
 };
 
 struct whk_jq_set {
@@ -777,6 +816,12 @@ struct whk_jq_set {
 	size_t		 nparts, cap;
 	size_t		 n;
 	char		**exprs;	/* kept to compile one alone later */
+	struct simple	**simple;	/* per expression; NULL: jq's */
+	struct path	*paths;		/* those simple expressions use */
+	size_t		 npaths;
+	const char	**jexprs;	/* the others, joined in parts */
+	size_t		*jmap;		/* their index among all */
+	size_t		 nj;
 };
 
 void
@@ -802,13 +847,27 @@ whk_jq_set_free(struct whk_jq_set *set)
 			free(set->exprs[i]);
 		free(set->exprs);
 	}
+	if (set->simple) {
+		for (i = 0; i < set->n; i++)
+			if (set->simple[i]) {
+				whk_jq_free(set->simple[i]->alone);
+				free(set->simple[i]);
+			}
+		free(set->simple);
+	}
+	for (i = 0; i < set->npaths; i++)
+		free(set->paths[i].names);
+	free(set->paths);
+	free(set->jexprs);
+	free(set->jmap);
 	free(set);
 }
 
 static int
-set_part_compile(struct whk_jq_set *set, const char *const *exprs,
-    size_t first, size_t n, struct whk_err *err)
+set_part_compile(struct whk_jq_set *set, size_t first, size_t n,
+    struct whk_err *err)
 {
+	const char *const *exprs = set->jexprs;
 	struct whk_buf prog = { 0 };
 	struct set_part *v;
 	struct whk_jq *q;
@@ -831,9 +890,9 @@ set_part_compile(struct whk_jq_set *set, const char *const *exprs,
 		q = whk_jq_compile(prog.data, "jq", &why);
 		whk_buf_free(&prog);
 		if (q == NULL)
-			return set_part_compile(set, exprs, first, n / 2, err) ==
-			    -1 ? -1 : set_part_compile(set, exprs, first + n / 2,
-			    n - n / 2, err);
+			return set_part_compile(set, first, n / 2, err) == -1 ?
+			    -1 : set_part_compile(set, first + n / 2, n - n / 2,
+			    err);
 	}
 	if (q == NULL)
 		return -1;
@@ -850,8 +909,214 @@ set_part_compile(struct whk_jq_set *set, const char *const *exprs,
 	set->parts[set->nparts].q = q;
 	set->parts[set->nparts].first = first;
 	set->parts[set->nparts].n = n;
-	set->parts[set->nparts].exprs = (const char *const *)set->exprs + first;
+	set->parts[set->nparts].exprs = set->jexprs + first;
+	set->parts[set->nparts].map = set->jmap + first;
 	set->nparts++;
+	return 0;
+}
+
+#define IS_SPACE(c)	((c) == ' ' || (c) == '\t' || (c) == '\n' || \
+			    (c) == '\r')
+#define IS_IDENT(c)	(((c) >= 'a' && (c) <= 'z') || \
+			    ((c) >= 'A' && (c) <= 'Z') || (c) == '_' || \
+			    IS_DIGIT(c))
+
+/* Bytes that jq prints as they are inside a string, but '\'. */
+static int
+plain_text(const char *s, size_t n)
+{
+	size_t i;
+
+	for (i = 0; i < n; i++)
+		if (s[i] < 0x20 || s[i] > 0x7e || s[i] == '\\')
+			return 0;
+	return 1;
+}
+
+/*
+ * A path .a.b.c of plain names: its names joined by dots into names
+ * (as long as p), and where it ends; NULL when p holds no such path.
+ * Keywords are refused, whatever jq would make of them.
+ */
+static const char *
+parse_path(const char *p, char *names)
+{
+	static const char *const keywords[] = { "and", "or", "not", "if",
+	    "then", "elif", "else", "end", "as", "def", "reduce", "foreach",
+	    "try", "catch", "label", "import", "include", "module",
+	    "__loc__" };
+	const char *name;
+	size_t i, n;
+
+	if (*p != '.')
+		return NULL;
+	for (;;) {
+		name = ++p;
+		if (!IS_IDENT(*p) || IS_DIGIT(*p))
+			return NULL;
+		while (IS_IDENT(*p))
+			p++;
+		n = (size_t)(p - name);
+		for (i = 0; i < sizeof(keywords) / sizeof(keywords[0]); i++)
+			if (strlen(keywords[i]) == n &&
+			    memcmp(keywords[i], name, n) == 0)
+				return NULL;
+		memcpy(names, name, n);
+		names += n;
+		if (*p != '.')
+			break;
+		*names++ = '.';
+	}
+	*names = '\0';
+	return p;
+}
+
+/*
+ * A literal: a JSON number with no exponent, a string of printable
+ * ASCII with no escape, true, false or null.  Where it ends, or NULL.
+ */
+static const char *
+parse_literal(const char *p, struct scalar *lit)
+{
+	static const char *const words[] = { "null", "false", "true" };
+	const char *start = p;
+	size_t i, n;
+
+	memset(lit, 0, sizeof(*lit));
+	if (*p == '"') {
+		for (lit->s = ++p; *p != '"'; p++)
+			if (*p == '\0' || !plain_text(p, 1))
+				return NULL;
+		lit->n = (size_t)(p - lit->s);
+		lit->kind = '"';
+		return p + 1;
+	}
+	for (i = 0; i < 3; i++) {
+		n = strlen(words[i]);
+		if (strncmp(p, words[i], n) == 0 && !IS_IDENT(p[n])) {
+			lit->kind = "nft"[i];
+			return p + n;
+		}
+	}
+	if (*p == '-')
+		p++;
+	if (*p == '0')
+		p++;
+	else if (*p >= '1' && *p <= '9')
+		while (IS_DIGIT(*p))
+			p++;
+	else
+		return NULL;
+	if (*p == '.') {
+		if (!IS_DIGIT(p[1]))
+			return NULL;
+		for (p++; IS_DIGIT(*p); p++)
+			;
+	}
+	/* "1e5", "1.5.2", "0x": left to jq. */
+	if (IS_IDENT(*p) || *p == '.')
+		return NULL;
+	lit->kind = '1';
+	lit->d = strtod(start, NULL);
+	return p;
+}
+
+static const char *
+parse_op(const char *p, int *op)
+{
+	static const struct {
+		const char	*s;
+		int		 op;
+	} ops[] = {
+		{ "==", OP_EQ }, { "!=", OP_NE }, { "<=", OP_LE },
+		{ ">=", OP_GE }, { "<", OP_LT }, { ">", OP_GT }
+	};
+	size_t i, n;
+
+	for (i = 0; i < sizeof(ops) / sizeof(ops[0]); i++) {
+		n = strlen(ops[i].s);
+		if (strncmp(p, ops[i].s, n) == 0) {
+			*op = ops[i].op;
+			return p + n;
+		}
+	}
+	return NULL;
+}
+
+static const char *
+skip_space(const char *p)
+{
+	while (IS_SPACE(*p))
+		p++;
+	return p;
+}
+
+/*
+ * Whether expr is simple: PATH, PATH OP LITERAL or LITERAL OP PATH,
+ * with spaces around.  names receives the path (as long as expr).
+ */
+static int
+parse_simple(const char *expr, struct simple *s, char *names)
+{
+	const char *p = skip_space(expr);
+
+	memset(s, 0, sizeof(*s));
+	if (*p == '.') {
+		if ((p = parse_path(p, names)) == NULL)
+			return 0;
+		p = skip_space(p);
+		if (*p == '\0')
+			return 1;
+		if ((p = parse_op(p, &s->op)) == NULL ||
+		    (p = parse_literal(skip_space(p), &s->lit)) == NULL)
+			return 0;
+	} else {
+		s->swapped = 1;
+		if ((p = parse_literal(p, &s->lit)) == NULL ||
+		    (p = parse_op(skip_space(p), &s->op)) == NULL ||
+		    (p = parse_path(skip_space(p), names)) == NULL)
+			return 0;
+	}
+	return *skip_space(p) == '\0';
+}
+
+/* Note a simple expression, sharing its path with those before. */
+static int
+set_add_simple(struct whk_jq_set *set, size_t i, struct whk_err *err)
+{
+	struct simple s, *sp;
+	struct path *v;
+	char *names;
+	size_t k;
+
+	if ((names = malloc(strlen(set->exprs[i]) + 1)) == NULL)
+		return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+	if (!parse_simple(set->exprs[i], &s, names)) {
+		free(names);
+		set->jexprs[set->nj] = set->exprs[i];
+		set->jmap[set->nj++] = i;
+		return 0;
+	}
+	/* Endpoints often share an expression: compile it once for all. */
+	for (s.same = 0; s.same < i; s.same++)
+		if (set->simple[s.same] &&
+		    strcmp(set->exprs[s.same], set->exprs[i]) == 0)
+			break;
+	for (k = 0; k < set->npaths; k++)
+		if (strcmp(set->paths[k].names, names) == 0)
+			break;
+	if (k == set->npaths) {
+		/* At most one path per expression: room was made for n. */
+		v = &set->paths[set->npaths++];
+		memset(v, 0, sizeof(*v));
+		v->names = names;
+	} else
+		free(names);
+	s.path = k;
+	if ((sp = malloc(sizeof(*sp))) == NULL)
+		return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+	*sp = s;
+	set->simple[i] = sp;
 	return 0;
 }
 
@@ -866,8 +1131,12 @@ whk_jq_set_compile(const char *const *exprs, size_t n, struct whk_err *err)
 		return NULL;
 	}
 	set->n = n;
-	if ((set->exprs = calloc(n + 1, sizeof(*set->exprs))) == NULL) {
-		free(set);
+	if ((set->exprs = calloc(n + 1, sizeof(*set->exprs))) == NULL ||
+	    (set->simple = calloc(n + 1, sizeof(*set->simple))) == NULL ||
+	    (set->paths = calloc(n + 1, sizeof(*set->paths))) == NULL ||
+	    (set->jexprs = calloc(n + 1, sizeof(*set->jexprs))) == NULL ||
+	    (set->jmap = calloc(n + 1, sizeof(*set->jmap))) == NULL) {
+		whk_jq_set_free(set);
 		whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
 		return NULL;
 	}
@@ -877,9 +1146,14 @@ whk_jq_set_compile(const char *const *exprs, size_t n, struct whk_err *err)
 			whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
 			return NULL;
 		}
-	for (i = 0; i < n; i += k) {
-		k = n - i < SET_PART ? n - i : SET_PART;
-		if (set_part_compile(set, exprs, i, k, err) == -1) {
+	for (i = 0; i < n; i++)
+		if (set_add_simple(set, i, err) == -1) {
+			whk_jq_set_free(set);
+			return NULL;
+		}
+	for (i = 0; i < set->nj; i += k) {
+		k = set->nj - i < SET_PART ? set->nj - i : SET_PART;
+		if (set_part_compile(set, i, k, err) == -1) {
 			whk_jq_set_free(set);
 			return NULL;
 		}
@@ -906,24 +1180,23 @@ result_set(struct whk_jq_result *r, int kind, jv v)
 	jv_free(v);
 }
 
-/* One expression failed in its part: run it alone to learn why. */
+/* Run expr alone on in, compiling it into *q the first time. */
 static void
-alone_eval(struct set_part *part, size_t i, jv in, struct whk_jq_result *out)
+jq_alone(struct whk_jq **q, const char *expr, jv in,
+    struct whk_jq_result *out)
 {
 	struct whk_err err;
 	jv r;
 	int rc;
 
-	if (part->alone == NULL)
-		part->alone = calloc(part->n, sizeof(*part->alone));
-	if (part->alone && part->alone[i] == NULL)
-		part->alone[i] = whk_jq_compile(part->exprs[i], "jq", &err);
-	if (part->alone == NULL || part->alone[i] == NULL) {
+	if (q != NULL && *q == NULL)
+		*q = whk_jq_compile(expr, "jq", &err);
+	if (q == NULL || *q == NULL) {
 		jv_free(in);
 		result_set(out, WHK_JQ_ERROR, jv_string("error"));
 		return;
 	}
-	rc = jq_first(part->alone[i], in, &r, &err);
+	rc = jq_first(*q, in, &r, &err);
 	if (rc == 1)
 		result_set(out, WHK_JQ_VALUE, r);
 	else if (rc == 0)
@@ -933,6 +1206,17 @@ alone_eval(struct set_part *part, size_t i, jv in, struct whk_jq_result *out)
 		    strlen("jq: ")));
 }
 
+/* One expression failed in its part: run it alone to learn why. */
+static void
+alone_eval(struct set_part *part, size_t i, jv in, struct whk_jq_result *out)
+{
+	if (part->alone == NULL)
+		part->alone = calloc(part->n, sizeof(*part->alone));
+	jq_alone(part->alone ? &part->alone[i] : NULL, part->exprs[i], in,
+	    out);
+}
+
+/* out is the whole set's: part->map tells where each result goes. */
 static void
 part_eval(struct set_part *part, jv in, struct whk_jq_result *out)
 {
@@ -945,12 +1229,12 @@ part_eval(struct set_part *part, jv in, struct whk_jq_result *out)
 	if (part->n == 1) {
 		jv_free(in);
 		if (rc == 1)
-			result_set(&out[0], WHK_JQ_VALUE, r);
+			result_set(&out[part->map[0]], WHK_JQ_VALUE, r);
 		else if (rc == 0)
-			result_set(&out[0], WHK_JQ_NONE, jv_null());
+			result_set(&out[part->map[0]], WHK_JQ_NONE, jv_null());
 		else
-			result_set(&out[0], WHK_JQ_ERROR, jv_string(err.msg +
-			    strlen("jq: ")));
+			result_set(&out[part->map[0]], WHK_JQ_ERROR,
+			    jv_string(err.msg + strlen("jq: ")));
 		return;
 	}
 	if (rc != 1 || jv_get_kind(r) != JV_KIND_ARRAY ||
@@ -959,7 +1243,7 @@ part_eval(struct set_part *part, jv in, struct whk_jq_result *out)
 		if (rc == 1)
 			jv_free(r);
 		for (i = 0; i < part->n; i++)
-			result_set(&out[i], WHK_JQ_ERROR,
+			result_set(&out[part->map[i]], WHK_JQ_ERROR,
 			    jv_string("the expression halted"));
 		jv_free(in);
 		return;
@@ -967,15 +1251,239 @@ part_eval(struct set_part *part, jv in, struct whk_jq_result *out)
 	for (i = 0; i < part->n; i++) {
 		e = jv_array_get(jv_copy(r), (int)i);
 		if (jv_get_kind(e) == JV_KIND_NULL)
-			alone_eval(part, i, jv_copy(in), &out[i]);
+			alone_eval(part, i, jv_copy(in), &out[part->map[i]]);
 		else if (jv_array_length(jv_copy(e)) == 0) {
 			jv_free(e);
-			result_set(&out[i], WHK_JQ_NONE, jv_null());
+			result_set(&out[part->map[i]], WHK_JQ_NONE, jv_null());
 		} else
-			result_set(&out[i], WHK_JQ_VALUE, jv_array_get(e, 0));
+			result_set(&out[part->map[i]], WHK_JQ_VALUE,
+			    jv_array_get(e, 0));
 	}
 	jv_free(r);
 	jv_free(in);
+}
+
+/*
+ * The last member called name[0..n) of the object at sc->p (jq keeps the
+ * last of repeated names), v->p NULL when there is none; sc->p is left
+ * after the object.  Returns 1 when a member name holds an escape, as it
+ * might decode to name; -1 when the text is not JSON.
+ */
+static int
+member(struct scan *sc, const char *name, size_t n, struct span *v)
+{
+	struct span key, val;
+
+	v->p = NULL;
+	sc->p++;
+	ws(sc);
+	if (sc->p < sc->end && *sc->p == '}') {
+		sc->p++;
+		return 0;
+	}
+	for (;;) {
+		if (sc->p >= sc->end || *sc->p != '"' ||
+		    scan_string(sc, &key) == -1)
+			return -1;
+		if (key.escaped)
+			return 1;
+		ws(sc);
+		if (sc->p >= sc->end || *sc->p != ':')
+			return -1;
+		sc->p++;
+		ws(sc);
+		val.p = sc->p;
+		val.kind = sc->p < sc->end ? *sc->p : '\0';
+		if (scan_value(sc, &val) == -1)
+			return -1;
+		if (key.n == n && memcmp(key.p, name, n) == 0) {
+			if (val.kind != '"') {
+				val.n = (size_t)(sc->p - val.p);
+				val.escaped = 0;
+			}
+			*v = val;
+		}
+		ws(sc);
+		if (sc->p < sc->end && *sc->p == ',') {
+			sc->p++;
+			ws(sc);
+			continue;
+		}
+		if (sc->p < sc->end && *sc->p == '}') {
+			sc->p++;
+			return 0;
+		}
+		return -1;
+	}
+}
+
+/*
+ * Find a path's value in text, which must be one object: the whole text
+ * is scanned on the way, so what is found is as jq would find it.  Only
+ * objects are searched; a name looked up in anything but an object or
+ * null is jq's error to tell, and so is text that is not JSON.
+ */
+static void
+path_find(struct path *path, const char *text, size_t len)
+{
+	struct whk_err err;
+	struct scan sc;
+	struct span *v = &path->v;
+	const char *name, *dot;
+	size_t n;
+
+	memset(&sc, 0, sizeof(sc));
+	sc.s = sc.p = text;
+	sc.end = text + len;
+	sc.err = &err;
+	sc.depth = 1;
+	ws(&sc);
+	path->unsure = 1;
+	if (sc.p >= sc.end || *sc.p != '{')
+		return;
+	v->p = sc.p;
+	v->kind = '{';
+	for (name = path->names; ; name = dot + 1) {
+		if ((dot = strchr(name, '.')) != NULL)
+			n = (size_t)(dot - name);
+		else
+			n = strlen(name);
+		if (v->p != NULL && v->kind == 'n')
+			v->p = NULL;
+		if (v->p != NULL) {
+			if (v->kind != '{')
+				return;
+			sc.p = v->p;
+			if (member(&sc, name, n, v) != 0)
+				return;
+			if (name == path->names) {
+				ws(&sc);
+				if (sc.p != sc.end)
+					return;
+			}
+		}
+		if (dot == NULL)
+			break;
+	}
+	path->unsure = 0;
+}
+
+static int
+result_text(struct whk_jq_result *r, int truthy, const char *s, size_t n,
+    int quote)
+{
+	r->kind = WHK_JQ_VALUE;
+	r->truthy = truthy;
+	if ((r->text = malloc(n + 3)) != NULL) {
+		if (quote)
+			r->text[0] = '"';
+		memcpy(r->text + quote, s, n);
+		if (quote)
+			r->text[n + 1] = '"';
+		r->text[n + 2 * quote] = '\0';
+	}
+	return 0;
+}
+
+/*
+ * A found value as jq prints it.  jq 1.6 prints numbers through a double
+ * with up to 17 digits: only a plain integer of 15 digits at most is
+ * sure to come out as it went in.  Returns 1 when jq must answer.
+ */
+static int
+value_eval(const struct span *v, struct whk_jq_result *r)
+{
+	size_t i, digits;
+
+	if (v->p == NULL)
+		return result_text(r, 0, "null", 4, 0);
+	switch (v->kind) {
+	case 'n':
+		return result_text(r, 0, "null", 4, 0);
+	case 't':
+		return result_text(r, 1, "true", 4, 0);
+	case 'f':
+		return result_text(r, 0, "false", 5, 0);
+	case '"':
+		if (v->escaped || !plain_text(v->p, v->n))
+			return 1;
+		return result_text(r, 1, v->p, v->n, 1);
+	case '{':
+	case '[':
+		return 1;
+	}
+	i = v->p[0] == '-';
+	for (digits = 0; i + digits < v->n && IS_DIGIT(v->p[i + digits]);
+	    digits++)
+		;
+	if (i + digits != v->n || digits == 0 || digits > 15 ||
+	    (i == 1 && v->p[1] == '0'))
+		return 1;
+	return result_text(r, 1, v->p, v->n, 0);
+}
+
+/* jq's order: null < false < true < numbers < strings (bytewise). */
+static int
+scalar_cmp(const struct scalar *a, const struct scalar *b)
+{
+	static const char order[] = "nft1\"";
+	int r;
+
+	if (a->kind != b->kind)
+		return (int)(strchr(order, a->kind) - order) -
+		    (int)(strchr(order, b->kind) - order);
+	switch (a->kind) {
+	case '1':
+		return a->d < b->d ? -1 : a->d == b->d ? 0 : 1;
+	case '"':
+		if ((r = memcmp(a->s, b->s, a->n < b->n ? a->n : b->n)) != 0)
+			return r;
+		return a->n < b->n ? -1 : a->n > b->n;
+	}
+	return 0;
+}
+
+/* A comparison of a found value.  Returns 1 when jq must answer. */
+static int
+compare_eval(const struct simple *s, const struct span *v,
+    struct whk_jq_result *r)
+{
+	struct scalar a;
+	int c, yes = 0;
+
+	memset(&a, 0, sizeof(a));
+	a.kind = v->p == NULL ? 'n' : v->kind;
+	switch (a.kind) {
+	case 'n':
+	case 't':
+	case 'f':
+		break;
+	case '"':
+		if (v->escaped || !plain_text(v->p, v->n))
+			return 1;
+		a.s = v->p;
+		a.n = v->n;
+		break;
+	case '{':
+	case '[':
+		return 1;
+	default:
+		/* Both are correctly rounded, as jq's strtod is. */
+		a.kind = '1';
+		a.d = strtod(v->p, NULL);
+		break;
+	}
+	c = s->swapped ? scalar_cmp(&s->lit, &a) : scalar_cmp(&a, &s->lit);
+	switch (s->op) {
+	case OP_EQ: yes = c == 0; break;
+	case OP_NE: yes = c != 0; break;
+	case OP_LT: yes = c < 0; break;
+	case OP_LE: yes = c <= 0; break;
+	case OP_GT: yes = c > 0; break;
+	case OP_GE: yes = c >= 0; break;
+	}
+	return yes ? result_text(r, 1, "true", 4, 0) :
+	    result_text(r, 0, "false", 5, 0);
 }
 
 /*
@@ -987,21 +1495,42 @@ int
 whk_jq_set_eval(struct whk_jq_set *set, const char *text, size_t len,
     struct whk_jq_result *out, struct whk_err *err)
 {
+	struct simple *s;
+	struct path *path;
 	jv in;
 	size_t i;
+	int need_jq;
 
 	memset(out, 0, set->n * sizeof(*out));
 	if (set->n == 0)
 		return 0;
-	in = jv_parse_sized(text, (int)len);
-	if (!jv_is_valid(in)) {
-		jv_free(in);
-		return whk_error(err, WHK_EXIT_PARTIAL, "not JSON");
+	need_jq = set->nparts > 0;
+	for (i = 0; i < set->npaths; i++)
+		path_find(&set->paths[i], text, len);
+	for (i = 0; i < set->n; i++) {
+		if ((s = set->simple[i]) == NULL)
+			continue;
+		path = &set->paths[s->path];
+		s->to_jq = path->unsure || (s->op == OP_NONE ?
+		    value_eval(&path->v, &out[i]) :
+		    compare_eval(s, &path->v, &out[i]));
+		need_jq |= s->to_jq;
 	}
-	for (i = 0; i < set->nparts; i++)
-		part_eval(&set->parts[i], jv_copy(in),
-		    out + set->parts[i].first);
-	jv_free(in);
+	if (need_jq) {
+		in = jv_parse_sized(text, (int)len);
+		if (!jv_is_valid(in)) {
+			jv_free(in);
+			whk_jq_results_clear(out, set->n);
+			return whk_error(err, WHK_EXIT_PARTIAL, "not JSON");
+		}
+		for (i = 0; i < set->nparts; i++)
+			part_eval(&set->parts[i], jv_copy(in), out);
+		for (i = 0; i < set->n; i++)
+			if ((s = set->simple[i]) != NULL && s->to_jq)
+				jq_alone(&set->simple[s->same]->alone,
+				    set->exprs[i], jv_copy(in), &out[i]);
+		jv_free(in);
+	}
 	for (i = 0; i < set->n; i++)
 		if (out[i].text == NULL) {
 			whk_jq_results_clear(out, set->n);

@@ -1227,7 +1227,7 @@ whk_store_webhooks_fresh(struct whk_store *s, int64_t endpoint_id,
     struct whk_err *err)
 {
 	sqlite3_stmt *st = stmt(s, S_WEBHOOKS_FRESH, err);
-	int rc;
+	int rc = SQLITE_DONE;
 
 	*n = 0;
 	if (st == NULL)

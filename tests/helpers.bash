@@ -50,3 +50,89 @@ printed_are_stored() {
 	run comm -23 "$BATS_TEST_TMPDIR/printed" "$BATS_TEST_TMPDIR/stored"
 	assert_output ""
 }
+
+# --- the test receiver (used by deliver.bats) -------------------------------
+# receiver_start [FLAGS...]: start bin/test-receiver (FLAGS are its own,
+# e.g. --secret whsec_...) on a free loopback port, in the background, in
+# a directory of its own under the test's; wait until it listens, then
+# export RECEIVER (its base URL, http://127.0.0.1:PORT), RECEIVER_LOG (its
+# NDJSON log) and RECEIVER_PID.  Several may run in one test: save the
+# variables between calls.  Every receiver started is stopped by
+# receivers_stop, which the teardown below runs; a suite that defines its
+# own teardown() and starts receivers must call receivers_stop in it.
+receiver_start() {
+	local n dir pid host=127.0.0.1 a prev= i
+	n=$(($(cat "$BATS_TEST_TMPDIR/receivers" 2>/dev/null | wc -l) + 1))
+	dir="$BATS_TEST_TMPDIR/receiver.$n"
+	mkdir -p "$dir" || return 1
+	for a in "$@"; do
+		[ "$prev" = --bind ] && host=$a
+		prev=$a
+	done
+	case $host in *:*) host="[$host]" ;; esac
+	# fd 3 closed: bats waits for whoever holds it open.
+	test-receiver --port-file "$dir/port" --log "$dir/log" "$@" \
+	    </dev/null >"$dir/stderr" 2>&1 3>&- &
+	pid=$!
+	echo "$pid" >>"$BATS_TEST_TMPDIR/receivers"
+	for i in $(seq 200); do
+		[ -s "$dir/port" ] && break
+		if ! kill -0 "$pid" 2>/dev/null; then
+			echo "test-receiver did not start: $(cat "$dir/stderr")" >&2
+			return 1
+		fi
+		sleep 0.025
+	done
+	if ! [ -s "$dir/port" ]; then
+		echo "test-receiver wrote no port file in 5 s" >&2
+		return 1
+	fi
+	: >>"$dir/log"
+	export RECEIVER="http://$host:$(cat "$dir/port")"
+	export RECEIVER_LOG="$dir/log" RECEIVER_PID=$pid
+}
+
+# received [LOG]: the receiver's log, one NDJSON line per request (the last
+# receiver started, unless LOG is given).
+received() {
+	cat "${1:-$RECEIVER_LOG}"
+}
+
+# wait_received N [LOG]: wait up to 10 s until the receiver logged at
+# least N requests.
+wait_received() {
+	local i
+	for i in $(seq 200); do
+		[ "$(received "${2:-}" | wc -l)" -ge "$1" ] && return 0
+		sleep 0.05
+	done
+	echo "the receiver logged $(received "${2:-}" | wc -l) requests, not $1" >&2
+	return 1
+}
+
+# receivers_stop: stop every receiver this test started (SIGTERM, then
+# SIGKILL after 5 s).
+receivers_stop() {
+	local pid i
+	[ -f "$BATS_TEST_TMPDIR/receivers" ] || return 0
+	while read -r pid; do
+		kill -TERM "$pid" 2>/dev/null || continue
+		for i in $(seq 100); do
+			# (An exited child stays a zombie until waited for.)
+			grep -qs '^State:[[:space:]]*[^Z]' "/proc/$pid/status" ||
+			    break
+			sleep 0.05
+		done
+		kill -KILL "$pid" 2>/dev/null
+		wait "$pid" 2>/dev/null
+	done <"$BATS_TEST_TMPDIR/receivers"
+	rm -f "$BATS_TEST_TMPDIR/receivers"
+	return 0
+}
+
+# (bats defines an empty teardown before it loads a suite: a suite that
+# defines its own after loading this file replaces this one.)
+teardown() {
+	receivers_stop
+}
+# --- end of the test receiver ----------------------------------------------

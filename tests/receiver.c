@@ -19,7 +19,11 @@
  *     with a single write(2) before the answer is sent, so a client that
  *     has its answer can read the line at once;
  *   - counts, per webhook-id, the attempts seen and the requests being
- *     handled at the same time ("concurrent");
+ *     handled at the same time ("concurrent"), and the requests being
+ *     handled at the same time in all ("inflight");
+ *   - logs the webhook-signature header as received ("signature", the
+ *     values of several such headers joined by ", "), so a test can check
+ *     it independently;
  *   - stops on SIGTERM or SIGINT: closes every connection, waits for the
  *     threads and exits 0.
  *
@@ -140,6 +144,7 @@ static pthread_mutex_t	 map_lock = PTHREAD_MUTEX_INITIALIZER;
 static struct entry	**map;
 static size_t		 map_size, map_count;
 static struct entry	 noid;		/* requests without a webhook-id */
+static unsigned long	 all_inflight;	/* requests being handled, in all */
 
 static pthread_mutex_t	 reg_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t	 reg_cond = PTHREAD_COND_INITIALIZER;
@@ -1065,8 +1070,8 @@ wait_ms(int fd, long long ms)
 
 static void
 log_line(const struct req *r, const struct timespec *done, int status,
-    int sig, int nsigs, unsigned long concurrent, unsigned long attempt,
-    unsigned long serial)
+    int sig, int nsigs, unsigned long concurrent, unsigned long inflight,
+    unsigned long attempt, unsigned long serial)
 {
 	struct sb b = { NULL, 0, 0, 0 };
 	const char *p;
@@ -1099,14 +1104,26 @@ log_line(const struct req *r, const struct timespec *done, int status,
 	sb_jstr_or_null(&b, r->ts);
 	sb_puts(&b, sig < 0 ? ",\"sig\":null" : sig ? ",\"sig\":true" :
 	    ",\"sig\":false");
+	sb_puts(&b, ",\"signature\":");
+	if (r->nsighdr == 0)
+		sb_puts(&b, "null");
+	else {
+		sb_putn(&b, "\"", 1);
+		for (i = 0; i < r->nsighdr; i++) {
+			if (i > 0)
+				sb_putn(&b, ", ", 2);
+			sb_jesc(&b, r->sighdr[i], strlen(r->sighdr[i]));
+		}
+		sb_putn(&b, "\"", 1);
+	}
 	sb_printf(&b, ",\"sigs\":%d,\"bytes\":%zu,\"status\":", nsigs,
 	    r->blen);
 	if (status < 0)
 		sb_puts(&b, "null");
 	else
 		sb_printf(&b, "%d", status);
-	sb_printf(&b, ",\"concurrent\":%lu,\"attempt\":%lu,\"conn\":%lu",
-	    concurrent, attempt, serial);
+	sb_printf(&b, ",\"concurrent\":%lu,\"inflight\":%lu,\"attempt\":%lu,"
+	    "\"conn\":%lu", concurrent, inflight, attempt, serial);
 	sb_puts(&b, ",\"ua\":");
 	sb_jstr_or_null(&b, r->ua);
 	sb_puts(&b, ",\"ct\":");
@@ -1190,7 +1207,7 @@ serve(struct conn *c, struct req *r)
 	struct entry *e;
 	enum action act = A_RESPOND;
 	unsigned long long ms = 0, v, d = 0, pct = 50, huge = HUGE_DEFAULT;
-	unsigned long attempt, concurrent;
+	unsigned long attempt, concurrent, inflight;
 	uint64_t h;
 	const char *q = r->query != NULL ? r->query : "", *p = r->path;
 	char extra[1024], date[64];
@@ -1204,6 +1221,7 @@ serve(struct conn *c, struct req *r)
 	e = map_get(r->id);
 	attempt = ++e->attempts;
 	concurrent = ++e->inflight;
+	inflight = ++all_inflight;
 	pthread_mutex_unlock(&map_lock);
 	h = mix64(e->hash ^ mix64(attempt));
 
@@ -1299,8 +1317,8 @@ serve(struct conn *c, struct req *r)
 		strcat(extra, "Connection: keep-alive\r\n");
 
 	if (act == A_NEVER) {
-		log_line(r, NULL, -1, sig, nsigs, concurrent, attempt,
-		    c->serial);
+		log_line(r, NULL, -1, sig, nsigs, concurrent, inflight,
+		    attempt, c->serial);
 		wait_ms(c->fd, -1);
 		rc = CLOSE;
 		goto out;
@@ -1309,37 +1327,39 @@ serve(struct conn *c, struct req *r)
 		/* The client hung up, or we are stopping: no answer. */
 		pthread_mutex_lock(&map_lock);
 		e->inflight--;
+		all_inflight--;
 		pthread_mutex_unlock(&map_lock);
-		log_line(r, NULL, -1, sig, nsigs, concurrent, attempt,
-		    c->serial);
+		log_line(r, NULL, -1, sig, nsigs, concurrent, inflight,
+		    attempt, c->serial);
 		return CLOSE;
 	}
 
 	/* Done before the answer, so a client with its answer sees it. */
 	pthread_mutex_lock(&map_lock);
 	e->inflight--;
+	all_inflight--;
 	pthread_mutex_unlock(&map_lock);
 	clock_gettime(CLOCK_REALTIME, &done);
 	switch (act) {
 	case A_RESET:
-		log_line(r, &done, -1, sig, nsigs, concurrent, attempt,
-		    c->serial);
+		log_line(r, &done, -1, sig, nsigs, concurrent, inflight,
+		    attempt, c->serial);
 		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		return CLOSE_RESET;
 	case A_GARBAGE:
-		log_line(r, &done, -1, sig, nsigs, concurrent, attempt,
-		    c->serial);
+		log_line(r, &done, -1, sig, nsigs, concurrent, inflight,
+		    attempt, c->serial);
 		send_all(c->fd, garbage, sizeof(garbage) - 1);
 		return CLOSE;
 	case A_HUGE:
-		log_line(r, &done, 200, sig, nsigs, concurrent, attempt,
-		    c->serial);
+		log_line(r, &done, 200, sig, nsigs, concurrent, inflight,
+		    attempt, c->serial);
 		if (send_huge(c->fd, huge, extra, head, close) != 0)
 			return CLOSE;
 		return close ? CLOSE : KEEP;
 	default:
-		log_line(r, &done, status, sig, nsigs, concurrent, attempt,
-		    c->serial);
+		log_line(r, &done, status, sig, nsigs, concurrent, inflight,
+		    attempt, c->serial);
 		if (respond(c->fd, status, extra, close, head) != 0)
 			return CLOSE;
 		return close ? CLOSE : KEEP;
@@ -1347,6 +1367,7 @@ serve(struct conn *c, struct req *r)
 out:
 	pthread_mutex_lock(&map_lock);
 	e->inflight--;
+	all_inflight--;
 	pthread_mutex_unlock(&map_lock);
 	return rc;
 }
