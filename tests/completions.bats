@@ -1,8 +1,8 @@
 #!/usr/bin/env bats
-# Shell completions of whk-ingest, whk-endpoint and whk-batch
-# (completions/): bash completion offers commands, options and endpoint
-# names; every option of --help is completed by bash, zsh and fish; the
-# files parse.
+# Shell completions of whk-ingest, whk-endpoint, whk-batch and
+# whk-deliver (completions/): bash completion offers commands, options and
+# endpoint names; every option of --help is completed by bash, zsh and
+# fish; the files parse.
 
 load helpers
 
@@ -42,6 +42,9 @@ complete_fish() {
 	run bash -n "$COMP/bash/whk-batch"
 	assert_success
 	assert_output ""
+	run bash -n "$COMP/bash/whk-deliver"
+	assert_success
+	assert_output ""
 }
 
 @test "bash completes commands, options and --format values" {
@@ -73,6 +76,16 @@ complete_fish() {
 		"$(printf '%s\n' --dry-run --help --limit --pending --store --verbose --version)"
 	run complete_bash whk-batch 'whk-batch --pending --limit '
 	assert_output ""
+	run complete_bash whk-deliver 'whk-deliver --p'
+	assert_success
+	assert_output "--pending"
+	assert_equal "$(complete_bash whk-deliver 'whk-deliver --pending --' | sort)" \
+		"$(printf '%s\n' --concurrency --endpoint --help --limit --pending \
+			--quiet --store --verbose --version)"
+	run complete_bash whk-deliver 'whk-deliver --limit '
+	assert_output ""
+	run complete_bash whk-deliver 'whk-deliver -c '
+	assert_output ""
 }
 
 @test "bash completes files for whk-ingest and --store" {
@@ -87,6 +100,10 @@ complete_fish() {
 	run complete_bash whk-batch 'whk-batch -s oth'
 	assert_output "other.db"
 	run complete_bash whk-batch 'whk-batch ev'
+	assert_output ""
+	run complete_bash whk-deliver 'whk-deliver -s oth'
+	assert_output "other.db"
+	run complete_bash whk-deliver 'whk-deliver ev'
 	assert_output ""
 }
 
@@ -112,9 +129,31 @@ complete_fish() {
 	assert_output ""
 }
 
+@test "bash completes endpoint names for whk-deliver --endpoint" {
+	[ -f "$BASH_COMPLETION" ] || skip "bash-completion is not installed"
+	whk-endpoint add a https://example.com/ >/dev/null
+	whk-endpoint add b https://example.com/b >/dev/null
+	whk-endpoint -s other.db add c https://example.com/ >/dev/null
+	run complete_bash whk-deliver 'whk-deliver --endpoint '
+	assert_success
+	assert_output "$(printf '%s\n' a b)"
+	run complete_bash whk-deliver 'whk-deliver --pending -e '
+	assert_output "$(printf '%s\n' a b)"
+	run complete_bash whk-deliver 'whk-deliver --endpoint=b'
+	assert_output "b"
+	run complete_bash whk-deliver 'whk-deliver -s other.db --endpoint '
+	assert_output "c"
+	run complete_bash whk-deliver 'whk-deliver --store=other.db -e '
+	assert_output "c"
+	run complete_bash whk-deliver 'whk-deliver --endpoint a b'
+	assert_output ""
+	run complete_bash whk-deliver 'whk-deliver -s missing/x.db -e '
+	assert_output ""
+}
+
 @test "every long option of --help is completed by bash, zsh and fish" {
 	local prog opt missing="" n=0
-	for prog in whk-ingest whk-endpoint whk-batch; do
+	for prog in whk-ingest whk-endpoint whk-batch whk-deliver; do
 		for opt in $("$prog" --help | grep -o -- '--[a-z-]*' | sort -u); do
 			n=$((n + 1))
 			grep -Eq -- "(^|[^a-z-])$opt([^a-z-]|\$)" "$COMP/bash/$prog" ||
@@ -140,10 +179,13 @@ complete_fish() {
 	run zsh -n "$COMP/zsh/_whk-batch"
 	assert_success
 	assert_output ""
+	run zsh -n "$COMP/zsh/_whk-deliver"
+	assert_success
+	assert_output ""
 	run head -q -n 1 "$COMP/zsh/_whk-ingest" "$COMP/zsh/_whk-endpoint" \
-		"$COMP/zsh/_whk-batch"
+		"$COMP/zsh/_whk-batch" "$COMP/zsh/_whk-deliver"
 	assert_output "$(printf '%s\n' '#compdef whk-ingest' '#compdef whk-endpoint' \
-		'#compdef whk-batch')"
+		'#compdef whk-batch' '#compdef whk-deliver')"
 }
 
 @test "fish completion files parse and complete commands and names" {
@@ -155,6 +197,9 @@ complete_fish() {
 	assert_success
 	assert_output ""
 	run fish --no-config -n "$COMP/fish/whk-batch.fish"
+	assert_success
+	assert_output ""
+	run fish --no-config -n "$COMP/fish/whk-deliver.fish"
 	assert_success
 	assert_output ""
 	whk-endpoint add a https://example.com/ >/dev/null
@@ -171,4 +216,12 @@ complete_fish() {
 	assert_output "$(printf '%s\n' --map --max-bytes)"
 	run complete_fish whk-batch 'whk-batch --p'
 	assert_output "--pending"
+	run complete_fish whk-deliver 'whk-deliver --p'
+	assert_output "--pending"
+	run complete_fish whk-deliver 'whk-deliver --endpoint '
+	assert_output "a"
+	run complete_fish whk-deliver 'whk-deliver -s other.db -e '
+	assert_output "c"
+	run complete_fish whk-deliver 'whk-deliver --store=other.db --endpoint '
+	assert_output "c"
 }

@@ -70,7 +70,17 @@ if ! have whk-deliver; then
 	exit 0
 fi
 step "whk-ingest <events.ndjson | whk-batch | whk-deliver"
-{ whk-ingest <events.ndjson || :; } | whk-batch | whk-deliver || :
+{ whk-ingest <events.ndjson || :; } | whk-batch | whk-deliver ||
+    echo "(exit $?: acme's receiver fails a first attempt)"
+if ! have whk-log; then
+	step "the failed attempts, and when each webhook is due again"
+	sqlite3 -header -column "$WHK_STORE" "select w.id as webhook,
+	    e.name as endpoint, a.n as attempt, a.status, a.error, w.state,
+	    strftime('%H:%M:%f', w.next_at / 1000.0, 'unixepoch') as next_at
+	    from attempts a join webhooks w on w.seq = a.webhook_seq
+	    join endpoints e on e.id = a.endpoint_id
+	    where a.outcome = 'failed' order by a.seq"
+fi
 
 if have whk-retry; then
 	step "WHK_NOW=+1m whk-retry | whk-deliver    # the cron line, a minute later"
