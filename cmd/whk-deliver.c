@@ -516,17 +516,42 @@ rate_wait(struct deliver *d)
 	return (int)best;
 }
 
+/* One line per attempt, the same for every kind of ending. */
 static void
-json_time(struct whk_buf *b, int64_t ms)
+attempt_line(struct deliver *d, const struct job *j, int64_t n,
+    const char *kind, int status, int64_t ms, int delivered,
+    const char *error, int64_t next_at, int64_t retry_after)
 {
-	char t[64];
-
-	if (ms == 0) {
-		whk_buf_puts(b, "null");
-		return;
+	whk_buf_puts(&d->out, "{\"webhook\":");
+	whk_buf_json_str(&d->out, j->w.id);
+	whk_buf_puts(&d->out, ",\"endpoint\":");
+	whk_buf_json_str(&d->out, j->ep->e.name);
+	whk_buf_printf(&d->out, ",\"attempt\":%lld,\"kind\":\"%s\","
+	    "\"status\":", (long long)n, kind);
+	if (status > 0)
+		whk_buf_int(&d->out, status);
+	else
+		whk_buf_puts(&d->out, "null");
+	whk_buf_puts(&d->out, ",\"ms\":");
+	if (ms >= 0)
+		whk_buf_int(&d->out, ms);
+	else
+		whk_buf_puts(&d->out, "null");
+	whk_buf_printf(&d->out, ",\"outcome\":\"%s\",\"error\":",
+	    delivered ? "delivered" : "failed");
+	if (error && *error)
+		whk_buf_json_str(&d->out, error);
+	else
+		whk_buf_puts(&d->out, "null");
+	if (!delivered) {
+		whk_buf_puts(&d->out, ",\"next_at\":");
+		whk_buf_json_time(&d->out, next_at);
+		if (retry_after) {
+			whk_buf_puts(&d->out, ",\"retry_after\":");
+			whk_buf_json_time(&d->out, retry_after);
+		}
 	}
-	whk_format_time(ms, t, sizeof(t));
-	whk_buf_json_str(b, t);
+	whk_buf_puts(&d->out, "}\n");
 }
 
 /* Record what came of a request, in the open transaction. */
@@ -582,31 +607,8 @@ record(struct deliver *d, struct job *j, struct whk_err *err)
 	else
 		d->failed++;
 
-	whk_buf_puts(&d->out, "{\"webhook\":");
-	whk_buf_json_str(&d->out, j->w.id);
-	whk_buf_puts(&d->out, ",\"endpoint\":");
-	whk_buf_json_str(&d->out, j->ep->e.name);
-	whk_buf_printf(&d->out, ",\"attempt\":%lld,\"kind\":\"%s\","
-	    "\"status\":", (long long)j->n, j->kind);
-	if (r->status > 0)
-		whk_buf_int(&d->out, r->status);
-	else
-		whk_buf_puts(&d->out, "null");
-	whk_buf_printf(&d->out, ",\"ms\":%lld,\"outcome\":\"%s\",\"error\":",
-	    (long long)r->ms, a.delivered ? "delivered" : "failed");
-	if (a.error && *a.error)
-		whk_buf_json_str(&d->out, a.error);
-	else
-		whk_buf_puts(&d->out, "null");
-	if (!a.delivered) {
-		whk_buf_puts(&d->out, ",\"next_at\":");
-		json_time(&d->out, a.next_at);
-		if (a.retry_after) {
-			whk_buf_puts(&d->out, ",\"retry_after\":");
-			json_time(&d->out, a.retry_after);
-		}
-	}
-	whk_buf_puts(&d->out, "}\n");
+	attempt_line(d, j, j->n, j->kind, r->status, r->ms, a.delivered,
+	    a.error, a.next_at, a.retry_after);
 	return d->out.oom ? oom(err) : 0;
 }
 
@@ -615,18 +617,9 @@ static int
 lost_line(struct deliver *d, const struct job *j)
 {
 	d->failed++;
-	whk_buf_puts(&d->out, "{\"webhook\":");
-	whk_buf_json_str(&d->out, j->w.id);
-	whk_buf_puts(&d->out, ",\"endpoint\":");
-	whk_buf_json_str(&d->out, j->ep->e.name);
-	whk_buf_printf(&d->out, ",\"attempt\":%lld,\"kind\":\"%s\","
-	    "\"status\":null,\"ms\":null,\"outcome\":\"failed\","
-	    "\"error\":\"unknown outcome: the deliverer that claimed it "
-	    "stopped before recording the attempt (its lease ran out)\","
-	    "\"next_at\":", (long long)j->w.lost, j->w.resend ? "resend" :
-	    j->w.lost == 1 ? "first" : "retry");
-	json_time(&d->out, j->w.next_at);
-	whk_buf_puts(&d->out, "}\n");
+	attempt_line(d, j, j->w.lost, j->w.resend ? "resend" :
+	    j->w.lost == 1 ? "first" : "retry", 0, -1, 0, WHK_LOST_ERROR,
+	    j->w.next_at, 0);
 	return d->out.oom ? -1 : 0;
 }
 

@@ -396,15 +396,8 @@ apply(struct whk_endpoint *e, const struct changes *c)
 static void
 put_ms(struct whk_buf *b, const char *key, int64_t ms)
 {
-	char t[40];
-
 	whk_buf_printf(b, ",\"%s\":", key);
-	if (ms == 0) {
-		whk_buf_puts(b, "null");
-		return;
-	}
-	whk_format_time(ms, t, sizeof(t));
-	whk_buf_json_str(b, t);
+	whk_buf_json_time(b, ms);
 }
 
 static int

@@ -1334,8 +1334,7 @@ whk_store_webhook_claim(struct whk_store *s, int64_t seq, const char *owner,
 		lost.kind = whk_attempt_kind(w);
 		lost.started_at = w->lease_until;
 		lost.ms = -1;
-		lost.error = "unknown outcome: the deliverer that claimed it "
-		    "stopped before recording the attempt (its lease ran out)";
+		lost.error = WHK_LOST_ERROR;
 		lost.next_at = now;
 		lost.keep_resend = w->resend;	/* the resend is still owed */
 		if (whk_store_attempt_record(s, &lost, err) == -1)

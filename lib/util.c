@@ -116,6 +116,20 @@ whk_buf_int(struct whk_buf *b, int64_t v)
 	whk_buf_add(b, p, (size_t)(tmp + sizeof(tmp) - p));
 }
 
+/* A time as a JSON string in RFC 3339, or null for 0 ("none"). */
+void
+whk_buf_json_time(struct whk_buf *b, int64_t ms)
+{
+	char t[64];
+
+	if (ms == 0) {
+		whk_buf_puts(b, "null");
+		return;
+	}
+	whk_format_time(ms, t, sizeof(t));
+	whk_buf_json_str(b, t);
+}
+
 void
 whk_buf_json_strn(struct whk_buf *b, const char *s, size_t n)
 {

@@ -47,6 +47,7 @@ void	 whk_buf_printf(struct whk_buf *, const char *, ...)
 void	 whk_buf_int(struct whk_buf *, int64_t);
 void	 whk_buf_json_str(struct whk_buf *, const char *);	/* null if NULL */
 void	 whk_buf_json_strn(struct whk_buf *, const char *, size_t);
+void	 whk_buf_json_time(struct whk_buf *, int64_t ms);	/* null if 0 */
 void	 whk_buf_reset(struct whk_buf *);
 void	 whk_buf_free(struct whk_buf *);
 
@@ -391,6 +392,8 @@ int	 whk_store_webhook_claim(struct whk_store *, int64_t seq,
 	    const char *owner, int64_t lease_until, struct whk_webhook *,
 	    struct whk_err *);
 const char *whk_attempt_kind(const struct whk_webhook *);
+#define WHK_LOST_ERROR "unknown outcome: the deliverer that claimed it " \
+	"stopped before recording the attempt (its lease ran out)"
 
 /* One attempt, recorded with the webhook's new state. */
 struct whk_attempt {
