@@ -300,9 +300,11 @@ e7 seven"
 	assert_line --index 0 "[4,$(( $(events 4 0 | wc -c) + 1 ))]"
 	assert_line --index 1 "[3,$(( $(events 3 4 | wc -c) + 1 ))]"
 	[ "${#lines[@]}" -eq 2 ]
-	# Without a window each pause sends what came: one webhook per event.
-	run jq -c '.events' <<<"$(grep '"now"' out | head -4)"
-	assert_output $'1\n1\n1\n1'
+	# Without a window each pause sends what came: the first webhook does
+	# not wait for the events 200ms behind it (a loaded machine may make
+	# two of them one pause, so not exactly one per event).
+	run jq -c '.events' <<<"$(grep '"now"' out | head -1)"
+	[ "$output" -lt 4 ]
 	run jq -s 'map(.events) | add' <<<"$(grep '"now"' out)"
 	assert_output 7
 	consistent out
