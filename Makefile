@@ -33,7 +33,7 @@ LIBSRC	 = lib/util.c lib/lines.c lib/json.c lib/store.c lib/http.c lib/sign.c \
 OBJDIR	 = build/$(MODE)
 LIBOBJ	 = $(LIBSRC:lib/%.c=$(OBJDIR)/lib/%.o)
 BINS	 = $(PROGS:%=bin/%)
-TESTBINS = bin/test-receiver
+TESTBINS = bin/test-receiver bin/bench-curl-multi
 MAN1	 = $(PROGS:%=share/man/man1/%.1)
 
 all: $(BINS) $(TESTBINS)
@@ -55,6 +55,11 @@ bin/test-receiver: tests/receiver.c $(OBJDIR)/.mode
 	@mkdir -p bin
 	$(CC) $(STD) $(WARN) $(CFLAGS) $(SANFLAGS) -pthread -o $@ \
 	    tests/receiver.c $(PKG_CFLAGS) -lcrypto
+
+bin/bench-curl-multi: tests/bench/curl-multi.c $(OBJDIR)/.mode
+	@mkdir -p bin
+	$(CC) $(STD) $(WARN) $(CFLAGS) $(SANFLAGS) -o $@ \
+	    tests/bench/curl-multi.c $(PKG_CFLAGS) -lcurl
 
 deps:
 	@sh tests/deps.sh
