@@ -902,7 +902,13 @@ run(struct deliver *d, struct whk_err *err)
 				}
 			} else if (d->queued < MAX_QUEUED &&
 			    whk_lines_ready(&lines)) {
-				if (whk_store_begin_read(d->store, err) == -1) {
+				/*
+				 * The write lock, not a read snapshot: no
+				 * commit can land while lines are read, so
+				 * every line read names a webhook the
+				 * snapshot holds.
+				 */
+				if (whk_store_begin(d->store, err) == -1) {
 					rc = -1;
 					break;
 				}
