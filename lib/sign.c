@@ -112,12 +112,13 @@ whk_sign(const char *const *secrets, size_t nsecrets, const char *msg_id,
 	unsigned char b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
 	char prefix[WHK_ID_LEN + 32];
 	size_t keylen, maclen, i;
-	EVP_MAC *hmac;
+	static EVP_MAC *hmac;
 	EVP_MAC_CTX *ctx = NULL;
 	OSSL_PARAM params[2];
 	int plen, rc = -1;
 
-	if ((hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
+	/* A fetch looks the algorithm up each time: once per process. */
+	if (hmac == NULL && (hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
 		return whk_error(err, WHK_EXIT_SYSTEM, "HMAC unavailable");
 	params[0] = OSSL_PARAM_construct_utf8_string("digest", "SHA256", 0);
 	params[1] = OSSL_PARAM_construct_end();
@@ -150,6 +151,5 @@ whk_sign(const char *const *secrets, size_t nsecrets, const char *msg_id,
 out:
 	OPENSSL_cleanse(key, sizeof(key));
 	EVP_MAC_CTX_free(ctx);
-	EVP_MAC_free(hmac);
 	return rc;
 }
