@@ -109,7 +109,11 @@ struct dep {
 	size_t			 nhdr;
 	struct job		*head, *tail;	/* waiting for a claim */
 	size_t			 queued;
+	struct job		*rhead, *rtail;	/* claimed, waiting for a slot */
+	size_t			 ready;
 	size_t			 inflight;
+	size_t			 ahead;		/* claims to hold in reserve */
+	size_t			 finished;	/* in this turn */
 	double			 tokens;	/* --rate's bucket */
 	int64_t			 tokens_at;
 	int			 gone;		/* disabled or removed */
@@ -131,6 +135,8 @@ struct deliver {
 	int64_t			 limit, claimed_total;
 	size_t			 concurrency;
 	size_t			 queued;
+	size_t			 ready;		/* claimed, not yet started */
+	int			 closing;	/* give claims back */
 	char			 owner[128];
 	struct job		*done, **done_tail;	/* to record */
 	struct whk_buf		 out;		/* lines awaiting commit */
@@ -194,6 +200,10 @@ dep_free(struct dep *ep)
 
 	while ((j = ep->head) != NULL) {
 		ep->head = j->next;
+		job_free(j);
+	}
+	while ((j = ep->rhead) != NULL) {
+		ep->rhead = j->next;
 		job_free(j);
 	}
 	whk_endpoint_clear(&ep->e);
@@ -624,8 +634,8 @@ lost_line(struct deliver *d, const struct job *j)
 }
 
 /*
- * Build the request: the stored body byte for byte, signed with every
- * secret valid now, the endpoint's headers after ours.
+ * What a claim needs of the store: the stored body byte for byte, signed
+ * with every secret valid now.
  */
 static int
 prepare(struct deliver *d, struct job *j, struct whk_err *err)
@@ -633,7 +643,7 @@ prepare(struct deliver *d, struct job *j, struct whk_err *err)
 	struct dep *ep = j->ep;
 	struct flight *f;
 	const char *secrets[2];
-	size_t ns = 0, k = 0;
+	size_t ns = 0;
 	int64_t now = whk_now_ms();
 
 	if ((f = j->f = calloc(1, sizeof(*f))) == NULL)
@@ -652,6 +662,21 @@ prepare(struct deliver *d, struct job *j, struct whk_err *err)
 	snprintf(f->h_id, sizeof(f->h_id), "webhook-id: %s", j->w.id);
 	snprintf(f->h_ts, sizeof(f->h_ts), "webhook-timestamp: %lld",
 	    (long long)(now / 1000));
+	return 0;
+}
+
+/*
+ * Send a claimed webhook, with the endpoint as it is now (a reload may
+ * have replaced its headers since the claim), its headers after ours.
+ */
+static int
+launch(struct deliver *d, struct job *j, struct whk_err *err)
+{
+	struct dep *ep = j->ep;
+	struct flight *f = j->f;
+	size_t k = 0;
+
+	free(f->headers);
 	if ((f->headers = calloc(4 + ep->nhdr, sizeof(*f->headers))) == NULL)
 		return oom(err);
 	f->headers[k++] = "Content-Type: application/json";
@@ -671,27 +696,142 @@ prepare(struct deliver *d, struct job *j, struct whk_err *err)
 	    ep->e.timeout_ms : CONNECT_MAX_MS;
 	f->req.allow_private = ep->e.allow_private;
 	f->req.user = j;
-	j->started_at = now;
+	j->started_at = whk_now_ms();
+	if (whk_http_start(d->http, &f->req, err) == -1)
+		return -1;
+	ep->inflight++;
+	d->sent++;
 	return 0;
 }
 
 /*
- * Claim what may go now, within the open transaction: per endpoint up to
- * its free slots and its rate, in all up to the free slots.  The claimed
- * jobs are returned in *ready, to start once the claims are committed.
+ * Start claimed webhooks while their endpoints and the whole have free
+ * slots, one endpoint after another so none waits behind a busy one.
+ */
+static int
+start_ready(struct deliver *d, struct whk_err *err)
+{
+	size_t k, running = whk_http_running(d->http);
+	struct job *j;
+	int progress = 1;
+
+	if (stop)
+		return 0;	/* what is in reserve is given back instead */
+	while (progress && d->ready > 0 && running < d->concurrency) {
+		progress = 0;
+		for (k = 0; k < d->neps && running < d->concurrency; k++) {
+			struct dep *ep = d->eps[k];
+
+			if ((j = ep->rhead) == NULL || ep->gone ||
+			    ep->inflight >= (size_t)ep->e.concurrency)
+				continue;
+			if ((ep->rhead = j->next) == NULL)
+				ep->rtail = NULL;
+			j->next = NULL;
+			ep->ready--;
+			d->ready--;
+			if (launch(d, j, err) == -1) {
+				/* Its lease runs out; the attempt is recorded then. */
+				job_free(j);
+				return -1;
+			}
+			running++;
+			progress = 1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * Claims not to be started, given back in the open transaction: all of
+ * them when stopping, else those of endpoints disabled meanwhile.
+ */
+static int
+release(struct deliver *d, struct whk_err *err)
+{
+	struct job *j;
+	size_t k;
+	int all = stop || d->closing;
+
+	for (k = 0; k < d->neps && d->ready > 0; k++) {
+		struct dep *ep = d->eps[k];
+
+		if (!all && !ep->gone)
+			continue;
+		while ((j = ep->rhead) != NULL) {
+			if (whk_store_webhook_release(d->store, j->w.seq,
+			    d->owner, err) == -1)
+				return -1;
+			if ((ep->rhead = j->next) == NULL)
+				ep->rtail = NULL;
+			ep->ready--;
+			d->ready--;
+			if (ep->gone)
+				d->skipped++;
+			job_free(j);
+		}
+	}
+	return 0;
+}
+
+/* A claim to give back? */
+static int
+releasable(const struct deliver *d)
+{
+	size_t k;
+
+	if (d->ready == 0)
+		return 0;
+	if (stop || d->closing)
+		return 1;
+	for (k = 0; k < d->neps; k++)
+		if (d->eps[k]->gone && d->eps[k]->ready > 0)
+			return 1;
+	return 0;
+}
+
+/* The claims an endpoint may hold: its slots, and a fast one's reserve. */
+static size_t
+ep_cap(const struct dep *ep)
+{
+	return (size_t)ep->e.concurrency + (ep->e.rate > 0 ? 0 : ep->ahead);
+}
+
+/* The claims all may hold: the slots, and reserves up to as many again. */
+static size_t
+cap(const struct deliver *d)
+{
+	size_t k, reserve = 0;
+
+	for (k = 0; k < d->neps; k++)
+		reserve += d->eps[k]->e.rate > 0 ? 0 : d->eps[k]->ahead;
+	return d->concurrency + (reserve < d->concurrency ? reserve :
+	    d->concurrency);
+}
+
+/*
+ * Claim what may go, within the open transaction: per endpoint up to its
+ * free slots and its rate, in all up to the free slots.  An endpoint that
+ * answers fast also gets claims in reserve, as many as it finished in the
+ * last turn (what it will likely finish during the next commit): they
+ * start the moment a slot frees, not once the next commit reached the
+ * disk.  A slow endpoint gets none, so a deliverer that dies strands no
+ * more of its webhooks than it was sending.  The claimed jobs are
+ * returned in *ready, to start once the claims are committed.
  */
 static int
 claim(struct deliver *d, struct job **ready, struct whk_err *err)
 {
-	size_t busy = whk_http_running(d->http), i, k, start = d->rr;
+	size_t busy = whk_http_running(d->http) + d->ready, i, k;
+	size_t start = d->rr, all = cap(d);
 	int64_t mono = whk_mono_ms(), lease;
 	struct job *j, **tail = ready;
 	int rc, progress = 1;
 
-	while (progress && busy < d->concurrency &&
+	while (progress && busy < all &&
 	    (d->limit == 0 || d->claimed_total < d->limit) && !stop) {
 		progress = 0;
-		for (k = 0; k < d->neps && busy < d->concurrency; k++) {
+		for (k = 0; k < d->neps && busy < all; k++) {
 			struct dep *ep = d->eps[(start + k) % d->neps];
 
 			if (ep->queued == 0)
@@ -704,13 +844,16 @@ claim(struct deliver *d, struct job **ready, struct whk_err *err)
 				}
 				continue;
 			}
-			if (ep->inflight >= (size_t)ep->e.concurrency ||
+			if (ep->inflight + ep->ready >= ep_cap(ep) ||
 			    !rate_allows(ep, mono))
 				continue;
 			if (d->limit > 0 && d->claimed_total >= d->limit)
 				break;
 			j = dequeue(d, ep);
 			lease = whk_now_ms() + ep->e.timeout_ms + LEASE_MARGIN_MS;
+			if (ep->inflight + ep->ready >= (size_t)ep->e.concurrency)
+				/* In reserve: it waits for one request at most. */
+				lease += ep->e.timeout_ms;
 			if ((rc = whk_store_webhook_claim(d->store, j->w.seq,
 			    d->owner, lease, &j->w, err)) == -1) {
 				job_free(j);
@@ -735,7 +878,8 @@ claim(struct deliver *d, struct job **ready, struct whk_err *err)
 			}
 			if (ep->e.rate > 0)
 				ep->tokens -= 1.0;
-			ep->inflight++;
+			ep->ready++;
+			d->ready++;
 			busy++;
 			d->claimed_total++;
 			*tail = j;
@@ -774,14 +918,14 @@ claimable(struct deliver *d)
 	int64_t mono = whk_mono_ms();
 	size_t i;
 
-	if (stop || whk_http_running(d->http) >= d->concurrency ||
+	if (stop || whk_http_running(d->http) + d->ready >= cap(d) ||
 	    (d->limit > 0 && d->claimed_total >= d->limit))
 		return 0;
 	for (i = 0; i < d->neps; i++) {
 		struct dep *ep = d->eps[i];
 
 		if (ep->queued > 0 && (ep->gone ||
-		    (ep->inflight < (size_t)ep->e.concurrency &&
+		    (ep->inflight + ep->ready < ep_cap(ep) &&
 		    rate_allows(ep, mono))))
 			return 1;
 	}
@@ -789,25 +933,40 @@ claimable(struct deliver *d)
 }
 
 /*
- * One turn: record what finished and claim what may go, in one
- * transaction; once it committed, print and start.
+ * One turn: record what finished, give back claims not to be used and
+ * claim what may go, in one transaction; once it committed, print and
+ * start.
  */
 static int
 turn(struct deliver *d, struct whk_err *err)
 {
 	struct job *ready = NULL, *j, *next;
 	int txn = 0, go = claimable(d);
+	size_t k;
 
-	if (d->done || go) {
+	if (d->done || go || releasable(d)) {
 		if (whk_store_begin(d->store, err) == -1)
 			return -1;
 		txn = 1;
 	}
+	if (d->done)
+		for (k = 0; k < d->neps; k++)
+			d->eps[k]->finished = 0;
 	for (j = d->done; j; j = next) {
 		next = j->next;
 		if (record(d, j, err) == -1)
 			goto fail;
+		j->ep->finished++;
 	}
+	if (d->done)
+		for (k = 0; k < d->neps; k++) {
+			struct dep *ep = d->eps[k];
+
+			ep->ahead = ep->finished < (size_t)ep->e.concurrency ?
+			    ep->finished : (size_t)ep->e.concurrency;
+		}
+	if (release(d, err) == -1)
+		goto fail;
 	if (go && claim(d, &ready, err) == -1)
 		goto fail;
 	if (txn && whk_store_commit(d->store, err) == -1)
@@ -825,26 +984,25 @@ turn(struct deliver *d, struct whk_err *err)
 		    strerror(errno));
 	whk_buf_reset(&d->out);
 	for (j = ready; j; j = next) {
+		struct dep *ep = j->ep;
+
 		next = j->next;
 		j->next = NULL;
-		if (whk_http_start(d->http, &j->f->req, err) == -1) {
-			/* Its lease runs out; the attempt is recorded then. */
-			job_free(j);
-			for (j = next; j; j = next) {
-				next = j->next;
-				job_free(j);
-			}
-			return -1;
-		}
-		d->sent++;
+		if (ep->rtail)
+			ep->rtail->next = j;
+		else
+			ep->rhead = j;
+		ep->rtail = j;
 	}
-	return 0;
+	return start_ready(d, err);
 fail:
 	if (txn)
 		whk_store_rollback(d->store);
 	whk_buf_reset(&d->out);
 	for (j = ready; j; j = next) {
 		next = j->next;
+		j->ep->ready--;
+		d->ready--;
 		job_free(j);
 	}
 	return -1;
@@ -889,6 +1047,11 @@ run(struct deliver *d, struct whk_err *err)
 			aborted = 1;
 		}
 		take_done(d);
+		/* Claims in reserve go while the next commit is on its way. */
+		if (start_ready(d, err) == -1) {
+			rc = -1;
+			break;
+		}
 		if (endpoints_check(d, err) == -1) {
 			rc = -1;
 			break;
@@ -945,7 +1108,7 @@ run(struct deliver *d, struct whk_err *err)
 		}
 		progress_line(d, 0);
 		if (input_done(d) && whk_http_running(d->http) == 0 &&
-		    d->done == NULL && (d->queued == 0 || stop ||
+		    d->done == NULL && d->ready == 0 && (d->queued == 0 || stop ||
 		    (d->limit > 0 && d->claimed_total >= d->limit)))
 			break;
 		/* Nothing can start: wait for a request, input or a timer. */
@@ -971,7 +1134,8 @@ run(struct deliver *d, struct whk_err *err)
 
 		whk_http_abort(d->http);
 		take_done(d);
-		if (d->done && turn(d, &why) == -1)
+		d->closing = 1;
+		if ((d->done || d->ready) && turn(d, &why) == -1)
 			warnx_("%s", why.msg);
 	}
 	progress_line(d, 1);

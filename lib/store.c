@@ -197,6 +197,7 @@ enum stmt {
 	S_WEBHOOK_GET,
 	S_WEBHOOKS_FRESH,
 	S_WEBHOOK_LEASE,
+	S_WEBHOOK_RELEASE,
 	S_ATTEMPT_INSERT,
 	S_WEBHOOK_ATTEMPTED,
 	S_ENDPOINT_DISABLE,
@@ -288,6 +289,8 @@ static const char *sql[S_COUNT] = {
 	    " AND lease_until IS NULL ORDER BY seq LIMIT ?3",
 	[S_WEBHOOK_LEASE] = "UPDATE webhooks SET lease_until = ?2,"
 	    " lease_owner = ?3 WHERE seq = ?1",
+	[S_WEBHOOK_RELEASE] = "UPDATE webhooks SET lease_until = NULL,"
+	    " lease_owner = NULL WHERE seq = ?1 AND lease_owner = ?2",
 	[S_ATTEMPT_INSERT] = "INSERT INTO attempts(id, webhook_seq,"
 	    " endpoint_id, n, kind, started_at, ms, status, outcome, error,"
 	    " response, retry_after) VALUES(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8,"
@@ -1357,6 +1360,20 @@ whk_store_webhook_claim(struct whk_store *s, int64_t seq, const char *owner,
 		return -1;
 	w->lease_until = lease_until;
 	return WHK_CLAIM_OK;
+}
+
+/* A claim given back unused: the webhook is as if never claimed. */
+int
+whk_store_webhook_release(struct whk_store *s, int64_t seq, const char *owner,
+    struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_WEBHOOK_RELEASE, err);
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, seq);
+	bind_text(st, 2, owner);
+	return step_done(s, st, err);
 }
 
 int

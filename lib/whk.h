@@ -391,6 +391,8 @@ enum {
 int	 whk_store_webhook_claim(struct whk_store *, int64_t seq,
 	    const char *owner, int64_t lease_until, struct whk_webhook *,
 	    struct whk_err *);
+int	 whk_store_webhook_release(struct whk_store *, int64_t seq,
+	    const char *owner, struct whk_err *);
 const char *whk_attempt_kind(const struct whk_webhook *);
 #define WHK_LOST_ERROR "unknown outcome: the deliverer that claimed it " \
 	"stopped before recording the attempt (its lease ran out)"

@@ -1041,6 +1041,41 @@ $((20 - n))"
 	assert_equal "$(received | wc -l)" 4
 }
 
+@test "claims in reserve: a fast endpoint holds more claims than slots; SIGTERM gives them back, unsent, and nothing stays leased" {
+	receiver_start
+	ep r '/slow?ms=300' --concurrency 4
+	hooks r 40 >recs
+	timeout -s KILL 20 whk-deliver <recs >out 2>err 3>&- &
+	pid=$!
+	# Four in flight, and once four answered, some held in reserve.
+	wait_sql "SELECT count(*) > 4 FROM webhooks WHERE lease_owner IS NOT NULL" 1
+	run sql "SELECT count(*) <= 8 FROM webhooks WHERE lease_owner IS NOT NULL"
+	assert_output 1
+	t=$(date +%s%3N)
+	kill -TERM "$pid"
+	status=0
+	wait "$pid" || status=$?
+	assert_equal "$status" 0
+	assert_equal "$(cat err)" ""
+	# Nothing started after the signal.
+	run sql "SELECT count(*) FROM attempts WHERE started_at > $t"
+	assert_output 0
+	sent=$(wc -l <out)
+	[ "$sent" -ge 4 ] && [ "$sent" -lt 40 ]
+	assert_equal "$(received | wc -l)" "$sent"
+	run jq -r .outcome out
+	assert_output "$(yes delivered | head -n "$sent")"
+	assert_equal "$(leased)" 0
+	run sql "SELECT state, attempts, count(*) FROM webhooks GROUP BY 1, 2 ORDER BY 1"
+	assert_output "delivered|1|$sent
+pending|0|$((40 - sent))"
+	# What was given back goes in the first-attempt lane, as if never claimed.
+	run --separate-stderr whk-deliver --pending </dev/null
+	assert_success
+	[ "${#lines[@]}" -eq $((40 - sent)) ]
+	assert_equal "$(received | jq -r .id | sort -u | wc -l)" 40
+}
+
 @test "a second signal gives up on the flights: recorded as interrupted, exit 1, nothing leased" {
 	receiver_start
 	ep n /never --timeout 10s --concurrency 2
