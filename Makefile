@@ -25,7 +25,7 @@ PKG_CFLAGS := $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
 		echo -lcurl -lsqlite3 -lcrypto)
 ALL_CFLAGS  = $(STD) $(WARN) $(CFLAGS) $(SANFLAGS) $(PKG_CFLAGS) -Ilib
-LIBS	    = $(PKG_LIBS) -ljq -lm
+LIBS	    = $(PKG_LIBS) -ljq -lm -pthread
 
 PROGS	 = whk-ingest whk-endpoint whk-batch whk-deliver
 LIBSRC	 = lib/util.c lib/lines.c lib/json.c lib/store.c lib/http.c lib/sign.c \

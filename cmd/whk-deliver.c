@@ -11,7 +11,10 @@
  * endpoint's own concurrency and rate towards it, so a slow receiver
  * holds only its own slots.  Each attempt is recorded with the
  * webhook's new state in one transaction (many per transaction under
- * load), and printed after the commit.
+ * load), and printed after the commit.  The transactions run on a
+ * thread of their own, the writer, so requests keep going out while a
+ * commit reaches the disk; the store is the writer's while it works and
+ * the main thread's otherwise, never both at once.
  *
  * It does not decide when to retry a failure beyond recording when the
  * schedule says the next attempt is due: retries come back through
@@ -22,6 +25,7 @@
 
 #include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdlib.h>
@@ -97,6 +101,7 @@ struct job {
 	struct whk_webhook	 w;
 	const char		*kind;
 	int64_t			 n;		/* the attempt's number */
+	int64_t			 lease;		/* until, asked for the claim */
 	int64_t			 started_at;	/* wall clock, ms */
 	struct flight		*f;
 };
@@ -117,9 +122,32 @@ struct dep {
 	double			 tokens;	/* --rate's bucket */
 	int64_t			 tokens_at;
 	int			 gone;		/* disabled or removed */
+	int			 disabling;	/* the writer's: 410 recorded */
 	int			 seen;
 	int64_t			 after;		/* --pending: read so far */
 	int			 drained;
+};
+
+/* One transaction's work, done by the writer. */
+struct txn {
+	struct job		*done;		/* finished: record */
+	struct job		*release;	/* claims to give back */
+	struct job		*claims;	/* to claim; then the claimed */
+	struct job		*rejects;	/* not ours after all */
+	int64_t			 delivered, failed, skipped;
+	int			 rc;
+	struct whk_err		 err;
+};
+
+struct writer {
+	pthread_t		 thread;
+	pthread_mutex_t		 mu;
+	pthread_cond_t		 cv;
+	int			 running;	/* the thread exists */
+	int			 busy;		/* t is the writer's */
+	int			 finished;	/* ... and done */
+	int			 quit;
+	struct txn		 t;
 };
 
 struct deliver {
@@ -139,7 +167,8 @@ struct deliver {
 	int			 closing;	/* give claims back */
 	char			 owner[128];
 	struct job		*done, **done_tail;	/* to record */
-	struct whk_buf		 out;		/* lines awaiting commit */
+	struct writer		 wr;
+	struct whk_buf		 out;		/* the writer's: lines awaiting commit */
 	int			 input_open;
 	int			 progress;
 	int64_t			 last_progress, started;
@@ -566,7 +595,7 @@ attempt_line(struct deliver *d, const struct job *j, int64_t n,
 
 /* Record what came of a request, in the open transaction. */
 static int
-record(struct deliver *d, struct job *j, struct whk_err *err)
+record(struct deliver *d, struct txn *t, struct job *j, struct whk_err *err)
 {
 	struct whk_http_req *r = &j->f->req;
 	struct whk_attempt a;
@@ -602,20 +631,20 @@ record(struct deliver *d, struct job *j, struct whk_err *err)
 	}
 	if (whk_store_attempt_record(d->store, &a, err) == -1)
 		return -1;
-	if (r->status == 410 && !j->ep->gone) {
+	if (r->status == 410 && !j->ep->gone && !j->ep->disabling) {
 		snprintf(reason, sizeof(reason), "410 Gone from the receiver "
 		    "(webhook %s)", j->w.id);
 		if (whk_store_endpoint_disable(d->store, j->ep->e.id, reason,
 		    err) == -1)
 			return -1;
-		j->ep->gone = 1;
+		j->ep->disabling = 1;	/* gone, once the main thread hears */
 		warnx_("endpoint '%s' disabled: the receiver answered 410 Gone",
 		    j->ep->e.name);
 	}
 	if (a.delivered)
-		d->delivered++;
+		t->delivered++;
 	else
-		d->failed++;
+		t->failed++;
 
 	attempt_line(d, j, j->n, j->kind, r->status, r->ms, a.delivered,
 	    a.error, a.next_at, a.retry_after);
@@ -624,9 +653,9 @@ record(struct deliver *d, struct job *j, struct whk_err *err)
 
 /* The attempt a claim found lost: said like any other. */
 static int
-lost_line(struct deliver *d, const struct job *j)
+lost_line(struct deliver *d, struct txn *t, const struct job *j)
 {
-	d->failed++;
+	t->failed++;
 	attempt_line(d, j, j->w.lost, j->w.resend ? "resend" :
 	    j->w.lost == 1 ? "first" : "retry", 0, -1, 0, WHK_LOST_ERROR,
 	    j->w.next_at, 0);
@@ -743,13 +772,13 @@ start_ready(struct deliver *d, struct whk_err *err)
 }
 
 /*
- * Claims not to be started, given back in the open transaction: all of
- * them when stopping, else those of endpoints disabled meanwhile.
+ * Claims not to be started, to give back: all of them when stopping,
+ * else those of endpoints disabled meanwhile.
  */
-static int
-release(struct deliver *d, struct whk_err *err)
+static struct job *
+to_release(struct deliver *d)
 {
-	struct job *j;
+	struct job *list = NULL, *j;
 	size_t k;
 	int all = stop || d->closing;
 
@@ -759,19 +788,17 @@ release(struct deliver *d, struct whk_err *err)
 		if (!all && !ep->gone)
 			continue;
 		while ((j = ep->rhead) != NULL) {
-			if (whk_store_webhook_release(d->store, j->w.seq,
-			    d->owner, err) == -1)
-				return -1;
 			if ((ep->rhead = j->next) == NULL)
 				ep->rtail = NULL;
 			ep->ready--;
 			d->ready--;
 			if (ep->gone)
 				d->skipped++;
-			job_free(j);
+			j->next = list;
+			list = j;
 		}
 	}
-	return 0;
+	return list;
 }
 
 /* A claim to give back? */
@@ -810,23 +837,23 @@ cap(const struct deliver *d)
 }
 
 /*
- * Claim what may go, within the open transaction: per endpoint up to its
- * free slots and its rate, in all up to the free slots.  An endpoint that
- * answers fast also gets claims in reserve, as many as it finished in the
- * last turn (what it will likely finish during the next commit): they
- * start the moment a slot frees, not once the next commit reached the
- * disk.  A slow endpoint gets none, so a deliverer that dies strands no
- * more of its webhooks than it was sending.  The claimed jobs are
- * returned in *ready, to start once the claims are committed.
+ * Choose what to claim: per endpoint up to its free slots and its rate,
+ * in all up to the free slots.  An endpoint that answers fast also gets
+ * claims in reserve, as many as it finished in the last turn (what it
+ * will likely finish during the next commit): they start the moment a
+ * slot frees, not once the next commit reached the disk.  A slow
+ * endpoint gets none, so a deliverer that dies strands no more of its
+ * webhooks than it was sending.  Room is taken now; the writer gives
+ * back what turns out not to be ours.
  */
-static int
-claim(struct deliver *d, struct job **ready, struct whk_err *err)
+static struct job *
+plan(struct deliver *d)
 {
 	size_t busy = whk_http_running(d->http) + d->ready, i, k;
 	size_t start = d->rr, all = cap(d);
-	int64_t mono = whk_mono_ms(), lease;
-	struct job *j, **tail = ready;
-	int rc, progress = 1;
+	int64_t mono = whk_mono_ms();
+	struct job *j, *list = NULL, **tail = &list;
+	int progress = 1;
 
 	while (progress && busy < all &&
 	    (d->limit == 0 || d->claimed_total < d->limit) && !stop) {
@@ -850,38 +877,18 @@ claim(struct deliver *d, struct job **ready, struct whk_err *err)
 			if (d->limit > 0 && d->claimed_total >= d->limit)
 				break;
 			j = dequeue(d, ep);
-			lease = whk_now_ms() + ep->e.timeout_ms + LEASE_MARGIN_MS;
+			j->lease = whk_now_ms() + ep->e.timeout_ms +
+			    LEASE_MARGIN_MS;
 			if (ep->inflight + ep->ready >= (size_t)ep->e.concurrency)
 				/* In reserve: it waits for one request at most. */
-				lease += ep->e.timeout_ms;
-			if ((rc = whk_store_webhook_claim(d->store, j->w.seq,
-			    d->owner, lease, &j->w, err)) == -1) {
-				job_free(j);
-				return -1;
-			}
-			progress = 1;
-			if (j->w.lost > 0 && lost_line(d, j) == -1) {
-				job_free(j);
-				return oom(err);
-			}
-			if (rc != WHK_CLAIM_OK) {
-				/* Delivered, leased or not due: not ours. */
-				d->skipped++;
-				job_free(j);
-				continue;
-			}
-			j->kind = whk_attempt_kind(&j->w);
-			j->n = j->w.attempts + 1;
-			if (prepare(d, j, err) == -1) {
-				job_free(j);
-				return -1;
-			}
+				j->lease += ep->e.timeout_ms;
 			if (ep->e.rate > 0)
 				ep->tokens -= 1.0;
 			ep->ready++;
 			d->ready++;
-			busy++;
 			d->claimed_total++;
+			busy++;
+			progress = 1;
 			*tail = j;
 			tail = &j->next;
 		}
@@ -892,7 +899,7 @@ claim(struct deliver *d, struct job **ready, struct whk_err *err)
 			d->rr = (d->rr + 1) % d->neps;
 			break;
 		}
-	return 0;
+	return list;
 }
 
 static void
@@ -932,58 +939,276 @@ claimable(struct deliver *d)
 	return 0;
 }
 
+static void
+free_list(struct job *j)
+{
+	struct job *next;
+
+	for (; j; j = next) {
+		next = j->next;
+		job_free(j);
+	}
+}
+
 /*
- * One turn: record what finished, give back claims not to be used and
- * claim what may go, in one transaction; once it committed, print and
- * start.
+ * A transaction: record what finished, give back the claims not to be
+ * used, claim what was chosen; once it committed, print.  What is not
+ * ours after all (delivered, leased elsewhere, not due) moves to
+ * t->rejects.  On failure nothing of it happened.
+ */
+static void
+txn_run(struct deliver *d, struct txn *t)
+{
+	struct job *j, *rest = t->claims, **keep = &t->claims;
+	struct job **rej = &t->rejects;
+	int rc;
+
+	t->rc = -1;
+	t->claims = NULL;
+	if (whk_store_begin(d->store, &t->err) == -1) {
+		t->claims = rest;
+		return;
+	}
+	for (j = t->done; j; j = j->next)
+		if (record(d, t, j, &t->err) == -1)
+			goto fail;
+	for (j = t->release; j; j = j->next)
+		if (whk_store_webhook_release(d->store, j->w.seq, d->owner,
+		    &t->err) == -1)
+			goto fail;
+	while ((j = rest) != NULL) {
+		if ((rc = whk_store_webhook_claim(d->store, j->w.seq,
+		    d->owner, j->lease, &j->w, &t->err)) == -1)
+			goto fail;
+		if (j->w.lost > 0 && lost_line(d, t, j) == -1) {
+			oom(&t->err);
+			goto fail;
+		}
+		if (rc == WHK_CLAIM_OK) {
+			j->kind = whk_attempt_kind(&j->w);
+			j->n = j->w.attempts + 1;
+			if (prepare(d, j, &t->err) == -1)
+				goto fail;
+		}
+		rest = j->next;
+		if (rc != WHK_CLAIM_OK) {
+			/* Delivered, leased or not due: not ours. */
+			t->skipped++;
+			*rej = j;
+			rej = &j->next;
+			continue;
+		}
+		*keep = j;
+		keep = &j->next;
+	}
+	*keep = NULL;
+	*rej = NULL;
+	if (whk_store_commit(d->store, &t->err) == -1)
+		goto fail;
+	free_list(t->done);
+	free_list(t->release);
+	t->done = t->release = NULL;
+	/* Durable now: only now may anyone hear of it. */
+	if (d->out.len > 0 && (fwrite(d->out.data, 1, d->out.len, stdout) !=
+	    d->out.len || fflush(stdout) == EOF)) {
+		whk_error(&t->err, WHK_EXIT_SYSTEM, "write error: %s",
+		    strerror(errno));
+		whk_buf_reset(&d->out);
+		t->rc = -2;	/* committed, but not said */
+		return;
+	}
+	whk_buf_reset(&d->out);
+	t->rc = 0;
+	return;
+fail:
+	/* Not one claim holds; the claims and rejects are one list again. */
+	*keep = rest;
+	*rej = NULL;
+	for (keep = &t->claims; *keep; keep = &(*keep)->next)
+		;
+	*keep = t->rejects;
+	t->rejects = NULL;
+	t->delivered = t->failed = t->skipped = 0;
+	whk_store_rollback(d->store);
+	whk_buf_reset(&d->out);
+}
+
+static void *
+writer_main(void *arg)
+{
+	struct deliver *d = arg;
+	struct writer *w = &d->wr;
+
+	pthread_mutex_lock(&w->mu);
+	for (;;) {
+		while (!w->quit && (!w->busy || w->finished))
+			pthread_cond_wait(&w->cv, &w->mu);
+		if (w->quit)
+			break;
+		pthread_mutex_unlock(&w->mu);
+		txn_run(d, &w->t);
+		pthread_mutex_lock(&w->mu);
+		w->finished = 1;
+		pthread_cond_broadcast(&w->cv);
+		whk_http_wakeup(d->http);
+	}
+	pthread_mutex_unlock(&w->mu);
+	return NULL;
+}
+
+/* The signals are the main thread's: the writer never sees them. */
+static int
+writer_start(struct deliver *d, struct whk_err *err)
+{
+	struct writer *w = &d->wr;
+	sigset_t all, old;
+	int e;
+
+	if ((e = pthread_mutex_init(&w->mu, NULL)) != 0 ||
+	    (e = pthread_cond_init(&w->cv, NULL)) != 0)
+		return whk_error(err, WHK_EXIT_SYSTEM, "cannot start the "
+		    "writer: %s", strerror(e));
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	e = pthread_create(&w->thread, NULL, writer_main, d);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (e != 0)
+		return whk_error(err, WHK_EXIT_SYSTEM, "cannot start the "
+		    "writer: %s", strerror(e));
+	w->running = 1;
+	return 0;
+}
+
+static void
+writer_stop(struct deliver *d)
+{
+	struct writer *w = &d->wr;
+
+	if (!w->running)
+		return;
+	pthread_mutex_lock(&w->mu);
+	w->quit = 1;
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	pthread_join(w->thread, NULL);
+	w->running = 0;
+}
+
+/* Has the writer finished its transaction?  With wait, once it has. */
+static int
+writer_done(struct deliver *d, int wait)
+{
+	struct writer *w = &d->wr;
+	int done;
+
+	if (!w->busy)
+		return 0;
+	pthread_mutex_lock(&w->mu);
+	while (wait && !w->finished)
+		pthread_cond_wait(&w->cv, &w->mu);
+	done = w->finished;
+	pthread_mutex_unlock(&w->mu);
+	return done;
+}
+
+/*
+ * Give the writer what the store must hear of now, if anything: what
+ * finished, the claims to give back, what to claim.  With sync, run it
+ * here instead (the writer is idle).  Says whether there was anything.
  */
 static int
-turn(struct deliver *d, struct whk_err *err)
+hand(struct deliver *d, int sync)
 {
-	struct job *ready = NULL, *j, *next;
-	int txn = 0, go = claimable(d);
+	struct writer *w = &d->wr;
+	struct txn *t = &w->t;
+	struct job *j;
+	int go = claimable(d);
 	size_t k;
 
-	if (d->done || go || releasable(d)) {
-		if (whk_store_begin(d->store, err) == -1)
-			return -1;
-		txn = 1;
-	}
-	if (d->done)
+	if (!d->done && !go && !releasable(d))
+		return 0;
+	memset(t, 0, sizeof(*t));
+	if ((t->done = d->done) != NULL) {
 		for (k = 0; k < d->neps; k++)
 			d->eps[k]->finished = 0;
-	for (j = d->done; j; j = next) {
-		next = j->next;
-		if (record(d, j, err) == -1)
-			goto fail;
-		j->ep->finished++;
-	}
-	if (d->done)
+		for (j = t->done; j; j = j->next)
+			j->ep->finished++;
 		for (k = 0; k < d->neps; k++) {
 			struct dep *ep = d->eps[k];
 
 			ep->ahead = ep->finished < (size_t)ep->e.concurrency ?
 			    ep->finished : (size_t)ep->e.concurrency;
 		}
-	if (release(d, err) == -1)
-		goto fail;
-	if (go && claim(d, &ready, err) == -1)
-		goto fail;
-	if (txn && whk_store_commit(d->store, err) == -1)
-		goto fail;
-	for (j = d->done; j; j = next) {
-		next = j->next;
-		job_free(j);
 	}
 	d->done = NULL;
 	d->done_tail = &d->done;
-	/* Durable now: only now may anyone hear of it. */
-	if (d->out.len > 0 && (fwrite(d->out.data, 1, d->out.len, stdout) !=
-	    d->out.len || fflush(stdout) == EOF))
-		return whk_error(err, WHK_EXIT_SYSTEM, "write error: %s",
-		    strerror(errno));
-	whk_buf_reset(&d->out);
-	for (j = ready; j; j = next) {
+	t->release = to_release(d);
+	t->claims = go ? plan(d) : NULL;
+	sync = sync || !w->running;
+	pthread_mutex_lock(&w->mu);
+	w->busy = 1;
+	w->finished = sync;	/* so the writer leaves it alone */
+	pthread_cond_broadcast(&w->cv);
+	pthread_mutex_unlock(&w->mu);
+	if (sync)
+		txn_run(d, t);
+	return 1;
+}
+
+/* Give back the room a claim took that it will not use. */
+static void
+unclaim(struct deliver *d, struct job *j)
+{
+	j->ep->ready--;
+	d->ready--;
+	d->claimed_total--;
+	if (j->ep->e.rate > 0)
+		j->ep->tokens += 1.0;
+	job_free(j);
+}
+
+/* Take back what the writer did: the claims go to their endpoints. */
+static int
+absorb(struct deliver *d, struct whk_err *err)
+{
+	struct txn *t = &d->wr.t;
+	struct job *j, *next;
+	size_t k;
+
+	pthread_mutex_lock(&d->wr.mu);
+	d->wr.busy = 0;
+	pthread_mutex_unlock(&d->wr.mu);
+	d->delivered += t->delivered;
+	d->failed += t->failed;
+	d->skipped += t->skipped;
+	for (k = 0; k < d->neps; k++)
+		if (d->eps[k]->disabling)
+			d->eps[k]->gone = 1;
+	for (j = t->rejects; j; j = next) {
+		next = j->next;
+		unclaim(d, j);
+	}
+	t->rejects = NULL;
+	if (t->rc == -1) {
+		/* Nothing happened: what finished is still to record. */
+		*err = t->err;
+		if (t->done) {
+			for (j = t->done; j->next; j = j->next)
+				;
+			j->next = d->done;
+			if (d->done == NULL)
+				d->done_tail = &j->next;
+			d->done = t->done;
+		}
+		free_list(t->release);	/* still leased: the leases run out */
+		for (j = t->claims; j; j = next) {
+			next = j->next;
+			unclaim(d, j);
+		}
+		t->done = t->release = t->claims = NULL;
+		return -1;
+	}
+	for (j = t->claims; j; j = next) {
 		struct dep *ep = j->ep;
 
 		next = j->next;
@@ -994,18 +1219,12 @@ turn(struct deliver *d, struct whk_err *err)
 			ep->rhead = j;
 		ep->rtail = j;
 	}
-	return start_ready(d, err);
-fail:
-	if (txn)
-		whk_store_rollback(d->store);
-	whk_buf_reset(&d->out);
-	for (j = ready; j; j = next) {
-		next = j->next;
-		j->ep->ready--;
-		d->ready--;
-		job_free(j);
+	t->claims = NULL;
+	if (t->rc == -2) {
+		*err = t->err;
+		return -1;
 	}
-	return -1;
+	return 0;
 }
 
 static void
@@ -1023,14 +1242,58 @@ take_done(struct deliver *d)
 	}
 }
 
+/*
+ * Take in work while there is room for it: records on stdin, else with
+ * --pending the store's.  The store must be this thread's.
+ */
+static int
+take_input(struct deliver *d, struct whk_lines *lines, struct whk_err *err)
+{
+	const char *line;
+	size_t len;
+	int rc = 0, too_long;
+
+	if (input_done(d))
+		return 0;
+	if (!d->input_open)
+		return fill_pending(d, err);
+	if (d->queued >= MAX_QUEUED || !whk_lines_ready(lines))
+		return 0;
+	/*
+	 * The write lock, not a read snapshot: no commit can land while
+	 * lines are read, so every line read names a webhook the snapshot
+	 * holds.
+	 */
+	if (whk_store_begin(d->store, err) == -1)
+		return -1;
+	while (d->input_open && d->queued < MAX_QUEUED &&
+	    whk_lines_ready(lines)) {
+		rc = whk_lines_next(lines, &line, &len, &too_long, err);
+		if (rc <= 0) {
+			d->input_open = 0;
+			break;
+		}
+		if (too_long)
+			reject(d, lines->lineno, "longer than %d bytes",
+			    MAX_RECORD);
+		else if (len > 0 && (rc = one_record(d, line, len,
+		    lines->lineno, err)) == -1)
+			break;
+		rc = 0;
+	}
+	if (rc == -1) {
+		whk_store_rollback(d->store);
+		return -1;
+	}
+	return whk_store_commit(d->store, err);
+}
+
 static int
 run(struct deliver *d, struct whk_err *err)
 {
 	struct whk_lines lines;
 	struct stat st;
-	const char *line;
-	size_t len;
-	int rc = 0, too_long, fd_ready, wait, aborted = 0;
+	int rc = 0, fd_ready, wait, aborted = 0, idle;
 
 	/*
 	 * With --pending, records on a pipe come first (a reconciliation
@@ -1047,80 +1310,43 @@ run(struct deliver *d, struct whk_err *err)
 			aborted = 1;
 		}
 		take_done(d);
+		if (writer_done(d, 0) && absorb(d, err) == -1) {
+			rc = -1;
+			break;
+		}
 		/* Claims in reserve go while the next commit is on its way. */
 		if (start_ready(d, err) == -1) {
 			rc = -1;
 			break;
 		}
-		if (endpoints_check(d, err) == -1) {
-			rc = -1;
-			break;
-		}
-		/* Take in work while there is room for it. */
-		if (!input_done(d)) {
-			if (!d->input_open) {
-				if (fill_pending(d, err) == -1) {
-					rc = -1;
-					break;
-				}
-			} else if (d->queued < MAX_QUEUED &&
-			    whk_lines_ready(&lines)) {
-				/*
-				 * The write lock, not a read snapshot: no
-				 * commit can land while lines are read, so
-				 * every line read names a webhook the
-				 * snapshot holds.
-				 */
-				if (whk_store_begin(d->store, err) == -1) {
-					rc = -1;
-					break;
-				}
-				while (d->input_open && d->queued < MAX_QUEUED &&
-				    whk_lines_ready(&lines)) {
-					rc = whk_lines_next(&lines, &line, &len,
-					    &too_long, err);
-					if (rc <= 0) {
-						d->input_open = 0;
-						break;
-					}
-					if (too_long)
-						reject(d, lines.lineno,
-						    "longer than %d bytes",
-						    MAX_RECORD);
-					else if (len > 0 && (rc = one_record(d,
-					    line, len, lines.lineno, err)) == -1)
-						break;
-					rc = 0;
-				}
-				if (rc == -1) {
-					whk_store_rollback(d->store);
-					break;
-				}
-				if (whk_store_commit(d->store, err) == -1) {
-					rc = -1;
-					break;
-				}
+		if (!d->wr.busy) {
+			/* The store is this thread's until it is handed over. */
+			if (endpoints_check(d, err) == -1 ||
+			    take_input(d, &lines, err) == -1) {
+				rc = -1;
+				break;
 			}
-		}
-		if (turn(d, err) == -1) {
-			rc = -1;
-			break;
+			(void)hand(d, 0);
 		}
 		progress_line(d, 0);
-		if (input_done(d) && whk_http_running(d->http) == 0 &&
-		    d->done == NULL && d->ready == 0 && (d->queued == 0 || stop ||
-		    (d->limit > 0 && d->claimed_total >= d->limit)))
+		idle = !d->wr.busy;
+		if (idle && input_done(d) && whk_http_running(d->http) == 0 &&
+		    d->done == NULL && d->ready == 0 && (d->queued == 0 ||
+		    stop || (d->limit > 0 && d->claimed_total >= d->limit)))
 			break;
-		/* Nothing can start: wait for a request, input or a timer. */
+		/*
+		 * Wait for a request, input, a timer or the writer (which
+		 * wakes this wait when it is done).
+		 */
 		wait = rate_wait(d);
 		if (wait < 0 || wait > RELOAD_MS)
 			wait = d->progress ? PROGRESS_MS : RELOAD_MS;
-		if (d->input_open && !stop && d->queued < MAX_QUEUED &&
+		if (idle && d->input_open && !stop && d->queued < MAX_QUEUED &&
 		    whk_lines_ready(&lines))
 			wait = 0;
-		if (!d->input_open && !input_done(d) && d->queued == 0)
+		if (idle && !d->input_open && !input_done(d) && d->queued == 0)
 			wait = 0;
-		if (whk_http_wait(d->http, d->input_open && !stop &&
+		if (whk_http_wait(d->http, idle && d->input_open && !stop &&
 		    d->queued < MAX_QUEUED ? STDIN_FILENO : -1, wait,
 		    &fd_ready, err) == -1) {
 			rc = -1;
@@ -1133,9 +1359,11 @@ run(struct deliver *d, struct whk_err *err)
 		struct whk_err why;
 
 		whk_http_abort(d->http);
+		if (writer_done(d, 1) && absorb(d, &why) == -1)
+			warnx_("%s", why.msg);
 		take_done(d);
 		d->closing = 1;
-		if ((d->done || d->ready) && turn(d, &why) == -1)
+		if (hand(d, 1) && absorb(d, &why) == -1)
 			warnx_("%s", why.msg);
 	}
 	progress_line(d, 1);
@@ -1235,10 +1463,12 @@ main(int argc, char *argv[])
 		return err.status;
 	}
 	if ((d.http = whk_http_new(d.concurrency, &err)) == NULL ||
-	    endpoints_load(&d, &err) == -1 || run(&d, &err) == -1) {
+	    endpoints_load(&d, &err) == -1 || writer_start(&d, &err) == -1 ||
+	    run(&d, &err) == -1) {
 		warnx_("%s", err.msg);
 		status = err.status;
 	}
+	writer_stop(&d);
 	if (verbose)
 		fprintf(stderr, "whk-deliver: %lld attempts: %lld delivered, "
 		    "%lld failed; %lld skipped (delivered, taken by another "

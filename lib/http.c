@@ -356,6 +356,13 @@ whk_http_done(struct whk_http *h)
 }
 
 /* Give up on every request in flight: each ends as interrupted. */
+/* From any thread: a wait in progress, or the next one, returns at once. */
+void
+whk_http_wakeup(struct whk_http *h)
+{
+	curl_multi_wakeup(h->multi);
+}
+
 void
 whk_http_abort(struct whk_http *h)
 {

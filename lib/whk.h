@@ -177,6 +177,7 @@ int		 whk_http_wait(struct whk_http *, int fd, int timeout_ms,
 struct whk_http_req *whk_http_done(struct whk_http *);	/* NULL: none */
 size_t		 whk_http_running(const struct whk_http *);
 void		 whk_http_abort(struct whk_http *);
+void		 whk_http_wakeup(struct whk_http *);
 void		 whk_http_free(struct whk_http *);
 
 /*
