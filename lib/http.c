@@ -189,11 +189,28 @@ whk_http_start(struct whk_http *h, struct whk_http_req *r,
 	r->response_bytes = 0;
 	r->retry_after_s = -1;
 	whk_buf_reset(&r->excerpt);
-	if (h->nidle > 0) {
+	/*
+	 * A handle is kept for the next request with what every request
+	 * sets alike; what differs is set below, each time.
+	 */
+	if (h->nidle > 0)
 		c = h->idle[--h->nidle];
-		curl_easy_reset(c);
-	} else if ((c = curl_easy_init()) == NULL)
+	else if ((c = curl_easy_init()) == NULL)
 		return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+	else {
+		curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
+		curl_easy_setopt(c, CURLOPT_POST, 1L);
+		curl_easy_setopt(c, CURLOPT_USERAGENT, "whk/" WHK_VERSION);
+		curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+		curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
+		/* A proxy's address is not the receiver's: the check would lie. */
+		curl_easy_setopt(c, CURLOPT_PROXY, "");
+		curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
+		curl_easy_setopt(c, CURLOPT_HTTP_VERSION,
+		    (long)CURL_HTTP_VERSION_2TLS);
+		curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	}
 	for (i = 0; i < r->nheaders; i++) {
 		if ((t = curl_slist_append(l, r->headers[i])) == NULL)
 			goto oom;
@@ -206,25 +223,14 @@ whk_http_start(struct whk_http *h, struct whk_http_req *r,
 	r->handle = c;
 	r->slist = l;
 	curl_easy_setopt(c, CURLOPT_URL, r->url);
-	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(c, CURLOPT_POST, 1L);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDS, r->body);
 	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
 	    (curl_off_t)r->body_len);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, l);
-	curl_easy_setopt(c, CURLOPT_USERAGENT, "whk/" WHK_VERSION);
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, (long)r->timeout_ms);
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
 	    (long)r->connect_timeout_ms);
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_FOLLOWLOCATION, 0L);
-	/* A proxy's address is not the receiver's: the check would lie. */
-	curl_easy_setopt(c, CURLOPT_PROXY, "");
-	curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
-	curl_easy_setopt(c, CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_2TLS);
-	curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 	curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, r);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(c, CURLOPT_PRIVATE, r);
 	r->errbuf[0] = '\0';

@@ -277,7 +277,11 @@ static const char *sql[S_COUNT] = {
 	    " body = coalesce(?4, body), body_kind = CASE WHEN ?4 IS NULL"
 	    " THEN body_kind ELSE 0 END WHERE seq = ?1",
 	[S_WEBHOOK_DROP] = "DELETE FROM webhooks WHERE seq = ?1",
-	[S_WEBHOOK_KIND] = "SELECT body_kind, body FROM webhooks WHERE seq = ?1",
+	/* One event's body comes with the kind: most webhooks are one. */
+	[S_WEBHOOK_KIND] = "SELECT w.body_kind, CASE w.body_kind WHEN 0 THEN"
+	    " w.body WHEN 1 THEN (SELECT e.body FROM events e"
+	    " WHERE e.seq = w.event_seqs ->> 0) END FROM webhooks w"
+	    " WHERE w.seq = ?1",
 	[S_WEBHOOK_EVENTS] = "SELECT e.body FROM webhooks w,"
 	    " json_each(w.event_seqs) j JOIN events e ON e.seq = j.value"
 	    " WHERE w.seq = ?1 ORDER BY j.key",
@@ -1152,16 +1156,15 @@ whk_store_webhook_body(struct whk_store *s, int64_t seq, struct whk_buf *out,
 		    "store");
 	}
 	kind = sqlite3_column_int(st, 0);
-	if (kind == WHK_BODY_STORED)
+	if (kind != WHK_BODY_ARRAY && sqlite3_column_bytes(st, 1) > 0)
 		whk_buf_add(out, sqlite3_column_blob(st, 1),
 		    (size_t)sqlite3_column_bytes(st, 1));
 	sqlite3_reset(st);
-	if (kind != WHK_BODY_STORED) {
+	if (kind == WHK_BODY_ARRAY) {
 		if ((st = stmt(s, S_WEBHOOK_EVENTS, err)) == NULL)
 			return -1;
 		sqlite3_bind_int64(st, 1, seq);
-		if (kind == WHK_BODY_ARRAY)
-			whk_buf_add(out, "[", 1);
+		whk_buf_add(out, "[", 1);
 		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
 			if (n++ > 0)
 				whk_buf_add(out, ",", 1);
@@ -1171,8 +1174,7 @@ whk_store_webhook_body(struct whk_store *s, int64_t seq, struct whk_buf *out,
 		sqlite3_reset(st);
 		if (rc != SQLITE_DONE)
 			return fail(s, err, rc, "store");
-		if (kind == WHK_BODY_ARRAY)
-			whk_buf_add(out, "]", 1);
+		whk_buf_add(out, "]", 1);
 	}
 	return out->oom ? whk_error(err, WHK_EXIT_SYSTEM, "out of memory") : 0;
 }
