@@ -696,7 +696,7 @@ collect(const struct whk_endpoint *e, void *arg)
 	ep->e.group_by = dup_or_null(e->group_by);
 	ep->e.template = dup_or_null(e->template);
 	ep->e.url = ep->e.secret = ep->e.old_secret = NULL;
-	ep->e.headers = ep->e.disabled_reason = NULL;
+	ep->e.headers = ep->e.disabled_reason = ep->e.schedule = NULL;
 	ep->filter = ep->group_by = -1;
 	ep->nbuckets = e->group_by ? 1021 : 1;
 	b->neps++;

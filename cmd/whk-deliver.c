@@ -16,10 +16,11 @@
  * commit reaches the disk; the store is the writer's while it works and
  * the main thread's otherwise, never both at once.
  *
- * It does not decide when to retry a failure beyond recording when the
- * schedule says the next attempt is due: retries come back through
- * whk-retry, in a process of their own, so failing partners never slow
- * the first attempts of everyone else.  It never follows redirects.
+ * It does not decide when to retry a failure, nor when to give up: a
+ * failed webhook is left unscheduled for whk-retry, which owns the
+ * schedule, and retries come back through it, in a process of their own,
+ * so failing partners never slow the first attempts of everyone else.
+ * It never follows redirects.
  */
 #include <sys/stat.h>
 
@@ -304,7 +305,7 @@ collect(const struct whk_endpoint *e, void *arg)
 	ep->e.old_secret = e->old_secret ? strdup(e->old_secret) : NULL;
 	ep->e.headers = e->headers ? strdup(e->headers) : NULL;
 	ep->e.tenant = ep->e.types = ep->e.filter = ep->e.group_by = NULL;
-	ep->e.template = ep->e.disabled_reason = NULL;
+	ep->e.template = ep->e.disabled_reason = ep->e.schedule = NULL;
 	ep->seen = 1;
 	ep->gone = e->disabled_at != 0;
 	if (ep->e.name == NULL || ep->e.url == NULL || ep->e.secret == NULL ||
@@ -559,7 +560,7 @@ rate_wait(struct deliver *d)
 static void
 attempt_line(struct deliver *d, const struct job *j, int64_t n,
     const char *kind, int status, int64_t ms, int delivered,
-    const char *error, int64_t next_at, int64_t retry_after)
+    const char *error, int64_t retry_after)
 {
 	whk_buf_puts(&d->out, "{\"webhook\":");
 	whk_buf_json_str(&d->out, j->w.id);
@@ -582,13 +583,9 @@ attempt_line(struct deliver *d, const struct job *j, int64_t n,
 		whk_buf_json_str(&d->out, error);
 	else
 		whk_buf_puts(&d->out, "null");
-	if (!delivered) {
-		whk_buf_puts(&d->out, ",\"next_at\":");
-		whk_buf_json_time(&d->out, next_at);
-		if (retry_after) {
-			whk_buf_puts(&d->out, ",\"retry_after\":");
-			whk_buf_json_time(&d->out, retry_after);
-		}
+	if (!delivered && retry_after) {
+		whk_buf_puts(&d->out, ",\"retry_after\":");
+		whk_buf_json_time(&d->out, retry_after);
 	}
 	whk_buf_puts(&d->out, "}\n");
 }
@@ -600,7 +597,7 @@ record(struct deliver *d, struct txn *t, struct job *j, struct whk_err *err)
 	struct whk_http_req *r = &j->f->req;
 	struct whk_attempt a;
 	char why[600], reason[128];
-	int64_t now = whk_now_ms(), wait;
+	int64_t now = whk_now_ms();
 
 	memset(&a, 0, sizeof(a));
 	a.webhook_seq = j->w.seq;
@@ -623,12 +620,6 @@ record(struct deliver *d, struct txn *t, struct job *j, struct whk_err *err)
 		/* A receiver may ask for a pause, not for a year of one. */
 		a.retry_after = now + (r->retry_after_s < RETRY_AFTER_MAX ?
 		    r->retry_after_s : RETRY_AFTER_MAX) * 1000;
-	if (!a.delivered) {
-		wait = whk_backoff_ms(j->n, (uint64_t)j->w.seq);
-		a.next_at = wait < 0 ? 0 : now + wait;
-		if (a.next_at && a.retry_after > a.next_at)
-			a.next_at = a.retry_after;
-	}
 	if (whk_store_attempt_record(d->store, &a, err) == -1)
 		return -1;
 	if (r->status == 410 && !j->ep->gone && !j->ep->disabling) {
@@ -647,7 +638,7 @@ record(struct deliver *d, struct txn *t, struct job *j, struct whk_err *err)
 		t->failed++;
 
 	attempt_line(d, j, j->n, j->kind, r->status, r->ms, a.delivered,
-	    a.error, a.next_at, a.retry_after);
+	    a.error, a.retry_after);
 	return d->out.oom ? oom(err) : 0;
 }
 
@@ -657,8 +648,7 @@ lost_line(struct deliver *d, struct txn *t, const struct job *j)
 {
 	t->failed++;
 	attempt_line(d, j, j->w.lost, j->w.resend ? "resend" :
-	    j->w.lost == 1 ? "first" : "retry", 0, -1, 0, WHK_LOST_ERROR,
-	    j->w.next_at, 0);
+	    j->w.lost == 1 ? "first" : "retry", 0, -1, 0, WHK_LOST_ERROR, 0);
 	return d->out.oom ? -1 : 0;
 }
 

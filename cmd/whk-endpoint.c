@@ -49,6 +49,7 @@ static const char help[] =
 "      --timeout DUR        request timeout (default 15s)\n"
 "      --concurrency N      requests in flight to it (default 8)\n"
 "      --rate N             at most N requests a second to it (0: no cap)\n"
+"      --schedule LIST      its retry steps for whk-retry ('' for the default)\n"
 "      --header 'K: V'      extra request header, repeatable ('K:' removes)\n"
 "      --allow-private      allow private, loopback and link-local hosts\n"
 "      --no-allow-private   refuse them again (set only)\n"
@@ -66,7 +67,7 @@ static const char help[] =
 
 enum {
 	O_URL = 256, O_SECRET, O_TENANT, O_TYPES, O_FILTER, O_GROUP_BY,
-	O_TEMPLATE, O_RATE,
+	O_TEMPLATE, O_RATE, O_SCHEDULE,
 	O_BATCH, O_BATCH_BYTES, O_WINDOW, O_TIMEOUT, O_CONCURRENCY, O_HEADER,
 	O_ALLOW_PRIVATE, O_NO_ALLOW_PRIVATE, O_SHOW_SECRET, O_FORMAT,
 	O_REASON, O_GRACE
@@ -82,6 +83,7 @@ static const struct option longopts[] = {
 	{ "group-by",		required_argument, NULL, O_GROUP_BY },
 	{ "template",		required_argument, NULL, O_TEMPLATE },
 	{ "rate",		required_argument, NULL, O_RATE },
+	{ "schedule",		required_argument, NULL, O_SCHEDULE },
 	{ "batch",		required_argument, NULL, O_BATCH },
 	{ "batch-bytes",	required_argument, NULL, O_BATCH_BYTES },
 	{ "window",		required_argument, NULL, O_WINDOW },
@@ -102,7 +104,7 @@ static const struct option longopts[] = {
 /* What the command line asked to change; NULL fields stay as they are. */
 struct changes {
 	const char	*url, *secret, *tenant, *types, *filter, *group_by;
-	const char	*template, *rate;
+	const char	*template, *rate, *schedule;
 	const char	*batch, *batch_bytes, *window, *timeout, *concurrency;
 	const char	*headers[64];
 	int		 nheaders;
@@ -331,6 +333,13 @@ check_changes(const struct changes *c)
 	}
 	if (c->rate)
 		(void)number(c->rate, "--rate", 0, 100000);
+	if (c->schedule && *c->schedule) {
+		struct whk_schedule sch;
+
+		if (whk_schedule_parse(c->schedule, &sch, &err) == -1)
+			die(err.status, "--schedule: %s", err.msg);
+		whk_schedule_free(&sch);
+	}
 	if (c->batch)
 		(void)number(c->batch, "--batch", 1, 10000);
 	if (c->batch_bytes) {
@@ -373,6 +382,8 @@ apply(struct whk_endpoint *e, const struct changes *c)
 		replace(&e->template, c->template);
 	if (c->rate)
 		e->rate = number(c->rate, "--rate", 0, 100000);
+	if (c->schedule)
+		replace(&e->schedule, c->schedule);
 	if (c->batch)
 		e->batch = number(c->batch, "--batch", 1, 10000);
 	if (c->batch_bytes &&
@@ -457,6 +468,8 @@ print_json(const struct whk_endpoint *e, void *arg)
 	    (long long)e->batch, (long long)e->batch_bytes,
 	    (long long)e->window_ms, (long long)e->timeout_ms,
 	    (long long)e->concurrency, (long long)e->rate);
+	whk_buf_puts(&b, ",\"schedule\":");
+	whk_buf_json_str(&b, e->schedule);
 	whk_buf_puts(&b, ",\"headers\":[");
 	for (p = e->headers; p && *p; ) {
 		size_t len = strcspn(p, "\n"), n = strcspn(p, ":");
@@ -527,7 +540,7 @@ collect(const struct whk_endpoint *e, void *arg)
 	c->tenant = dup_or_null(e->tenant);
 	c->types = dup_or_null(e->types);
 	c->secret = c->old_secret = c->filter = c->group_by = NULL;
-	c->template = NULL;
+	c->template = c->schedule = NULL;
 	c->headers = c->disabled_reason = NULL;
 	return 0;
 }
@@ -622,6 +635,7 @@ main(int argc, char *argv[])
 		case O_GROUP_BY: c.group_by = optarg; break;
 		case O_TEMPLATE: c.template = optarg; break;
 		case O_RATE: c.rate = optarg; break;
+		case O_SCHEDULE: c.schedule = optarg; break;
 		case O_BATCH: c.batch = optarg; break;
 		case O_BATCH_BYTES: c.batch_bytes = optarg; break;
 		case O_WINDOW: c.window = optarg; break;
@@ -677,6 +691,7 @@ main(int argc, char *argv[])
 	    !(strcmp(cmd, "rotate-secret") == 0 && c.secret && c.url == NULL &&
 	    c.tenant == NULL && c.types == NULL && c.filter == NULL &&
 	    c.group_by == NULL && c.template == NULL && c.rate == NULL &&
+	    c.schedule == NULL &&
 	    c.batch == NULL && c.batch_bytes == NULL &&
 	    c.window == NULL && c.timeout == NULL && c.concurrency == NULL &&
 	    c.nheaders == 0 && c.allow_private == -1))

@@ -167,6 +167,16 @@ static const char *migrations[] = {
 	"  FROM webhook_events;"
 	"DROP TABLE webhook_events;"
 	"ALTER TABLE webhook_events_3 RENAME TO webhook_events;",
+	/*
+	 * 4: whk-retry owns the schedule.  A webhook it printed is handed
+	 * out until handed_until, so that overlapping runs print it once;
+	 * a resend owed is found whatever the webhook's state.  Failures
+	 * whk-deliver had scheduled itself keep their times.
+	 */
+	"ALTER TABLE webhooks ADD COLUMN handed_until INTEGER;"
+	"CREATE INDEX webhooks_resend ON webhooks(next_at) WHERE resend = 1;"
+	"CREATE INDEX webhooks_handed ON webhooks(endpoint_id, handed_until)"
+	"  WHERE handed_until IS NOT NULL;",
 };
 
 #define NMIGRATIONS ((int)(sizeof(migrations) / sizeof(migrations[0])))
@@ -201,6 +211,16 @@ enum stmt {
 	S_ATTEMPT_INSERT,
 	S_WEBHOOK_ATTEMPTED,
 	S_ENDPOINT_DISABLE,
+	S_UNSCHEDULED,
+	S_WEBHOOK_SCHEDULE,
+	S_WEBHOOK_DEAD,
+	S_DUE,
+	S_WEBHOOK_HAND,
+	S_ENDPOINT_LAST,
+	S_ENDPOINT_STREAK,
+	S_ENDPOINT_BUSY,
+	S_WEBHOOK_RESEND,
+	S_WEBHOOKS_SELECT,
 	S_BEGIN,
 	S_BEGIN_READ,
 	S_COMMIT,
@@ -212,7 +232,7 @@ enum stmt {
 	"id, name, url, secret, old_secret, old_secret_until, tenant, types," \
 	" filter, group_by, headers, batch, batch_bytes, window_ms," \
 	" timeout_ms, concurrency, allow_private, disabled_at," \
-	" disabled_reason, created_at, updated_at, template, rate"
+	" disabled_reason, created_at, updated_at, template, rate, schedule"
 
 #define WEBHOOK_COLUMNS "SELECT seq, id, endpoint_id, state, attempts,"\
 	" next_at, not_before, lease_until, resend, created_at,"\
@@ -231,16 +251,17 @@ static const char *sql[S_COUNT] = {
 	    " old_secret, old_secret_until, tenant, types, filter, group_by,"
 	    " headers, batch, batch_bytes, window_ms, timeout_ms, concurrency,"
 	    " allow_private, disabled_at, disabled_reason, created_at,"
-	    " updated_at, template, rate) VALUES(?2, ?3, ?4, ?5, ?6, ?7, ?8,"
-	    " ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?20,"
-	    " ?21, ?22)",
+	    " updated_at, template, rate, schedule) VALUES(?2, ?3, ?4, ?5, ?6,"
+	    " ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,"
+	    " ?20, ?20, ?21, ?22, ?23)",
 	[S_ENDPOINT_UPDATE] = "UPDATE endpoints SET name = ?2, url = ?3,"
 	    " secret = ?4, old_secret = ?5, old_secret_until = ?6,"
 	    " tenant = ?7, types = ?8, filter = ?9, group_by = ?10,"
 	    " headers = ?11, batch = ?12, batch_bytes = ?13, window_ms = ?14,"
 	    " timeout_ms = ?15, concurrency = ?16, allow_private = ?17,"
 	    " disabled_at = ?18, disabled_reason = ?19, updated_at = ?20,"
-	    " template = ?21, rate = ?22 WHERE id = ?1 AND removed_at IS NULL",
+	    " template = ?21, rate = ?22, schedule = ?23"
+	    " WHERE id = ?1 AND removed_at IS NULL",
 	[S_ENDPOINT_HAS_WEBHOOKS] =
 	    "SELECT EXISTS(SELECT 1 FROM webhooks WHERE endpoint_id = ?1)",
 	[S_ENDPOINT_DELETE] = "DELETE FROM endpoints WHERE id = ?1",
@@ -303,10 +324,61 @@ static const char *sql[S_COUNT] = {
 	    " attempts = ?3, last_attempt_at = ?4, last_status = ?5,"
 	    " last_error = ?6, delivered_at = coalesce(?7, delivered_at),"
 	    " next_at = ?8, not_before = ?9, lease_until = NULL,"
-	    " lease_owner = NULL, resend = ?10 WHERE seq = ?1",
+	    " lease_owner = NULL, resend = ?10, handed_until = NULL"
+	    " WHERE seq = ?1",
 	[S_ENDPOINT_DISABLE] = "UPDATE endpoints SET disabled_at = ?2,"
 	    " disabled_reason = ?3, updated_at = ?2 WHERE id = ?1"
 	    " AND disabled_at IS NULL",
+	/*
+	 * whk-retry.  The due webhooks: failures whose time came, leases
+	 * that ran out, resends owed; none in flight or handed out.  Each
+	 * branch's terms are those of the partial index it rides on.
+	 */
+	[S_UNSCHEDULED] = "SELECT seq, endpoint_id, attempts, last_attempt_at,"
+	    " not_before FROM webhooks WHERE state IN ('pending', 'failed')"
+	    " AND attempts > 0 AND next_at IS NULL AND state = 'failed'"
+	    " AND seq > ?1 ORDER BY seq LIMIT ?2",
+	[S_WEBHOOK_SCHEDULE] = "UPDATE webhooks SET next_at = ?2"
+	    " WHERE seq = ?1 AND state = 'failed' AND next_at IS NULL",
+	[S_WEBHOOK_DEAD] = "UPDATE webhooks SET state = 'dead'"
+	    " WHERE seq = ?1 AND state = 'failed' AND next_at IS NULL",
+	[S_DUE] = "SELECT seq, id, endpoint_id, attempts, due, reason FROM ("
+	    " SELECT seq, id, endpoint_id, attempts, next_at AS due,"
+	    "  CASE WHEN resend THEN 'resend' ELSE 'retry' END AS reason"
+	    "  FROM webhooks WHERE state IN ('pending', 'failed')"
+	    "  AND attempts > 0 AND next_at <= ?1 AND lease_until IS NULL"
+	    "  AND (handed_until IS NULL OR handed_until <= ?1)"
+	    " UNION ALL"
+	    " SELECT seq, id, endpoint_id, attempts, lease_until, 'expired'"
+	    "  FROM webhooks WHERE lease_until IS NOT NULL"
+	    "  AND lease_until <= ?1"
+	    "  AND (handed_until IS NULL OR handed_until <= ?1)"
+	    " UNION ALL"
+	    " SELECT seq, id, endpoint_id, attempts, next_at, 'resend'"
+	    "  FROM webhooks WHERE resend = 1 AND next_at <= ?1"
+	    "  AND NOT (state IN ('pending', 'failed') AND attempts > 0)"
+	    "  AND lease_until IS NULL"
+	    "  AND (handed_until IS NULL OR handed_until <= ?1))"
+	    " ORDER BY due, seq",
+	[S_WEBHOOK_HAND] = "UPDATE webhooks SET handed_until = ?2"
+	    " WHERE seq = ?1",
+	[S_ENDPOINT_LAST] = "SELECT count(*), coalesce(sum(outcome = 'failed'),"
+	    " 0) FROM (SELECT outcome FROM attempts WHERE endpoint_id = ?1"
+	    " ORDER BY seq DESC LIMIT ?2)",
+	[S_ENDPOINT_STREAK] = "SELECT started_at FROM attempts"
+	    " WHERE endpoint_id = ?1 AND seq > coalesce((SELECT seq"
+	    " FROM attempts WHERE endpoint_id = ?1 AND outcome = 'delivered'"
+	    " ORDER BY seq DESC LIMIT 1), 0) ORDER BY seq LIMIT 1",
+	[S_ENDPOINT_BUSY] = "SELECT EXISTS(SELECT 1 FROM webhooks"
+	    " WHERE lease_until > ?2 AND endpoint_id = ?1)"
+	    " OR EXISTS(SELECT 1 FROM webhooks WHERE endpoint_id = ?1"
+	    " AND handed_until > ?2)",
+	[S_WEBHOOK_RESEND] = "UPDATE webhooks SET resend = 1, next_at = ?2,"
+	    " not_before = NULL, handed_until = ?3 WHERE seq = ?1",
+	[S_WEBHOOKS_SELECT] = "SELECT w.seq, w.id FROM webhooks w"
+	    " WHERE (?1 = 0 OR w.endpoint_id = ?1) AND (?2 IS NULL"
+	    " OR w.state = ?2) AND w.created_at >= ?3 AND w.created_at < ?4"
+	    " ORDER BY w.seq LIMIT ?5",
 	[S_BEGIN] = "BEGIN IMMEDIATE",
 	[S_BEGIN_READ] = "BEGIN",
 	[S_COMMIT] = "COMMIT",
@@ -697,6 +769,7 @@ whk_endpoint_clear(struct whk_endpoint *e)
 	free(e->template);
 	free(e->headers);
 	free(e->disabled_reason);
+	free(e->schedule);
 	whk_endpoint_defaults(e);
 }
 
@@ -734,6 +807,7 @@ endpoint_row(sqlite3_stmt *st, struct whk_endpoint *e)
 	e->updated_at = sqlite3_column_int64(st, 20);
 	e->template = column_dup(st, 21);
 	e->rate = sqlite3_column_int64(st, 22);
+	e->schedule = column_dup(st, 23);
 }
 
 static void
@@ -761,6 +835,7 @@ endpoint_bind(sqlite3_stmt *st, const struct whk_endpoint *e, int64_t now)
 	sqlite3_bind_int64(st, 20, now);
 	bind_text(st, 21, e->template);
 	bind_ms(st, 22, e->rate);
+	bind_text(st, 23, e->schedule);
 }
 
 int
@@ -1289,8 +1364,8 @@ whk_store_attempt_record(struct whk_store *s, struct whk_attempt *a,
 	    (st = stmt(s, S_WEBHOOK_ATTEMPTED, err)) == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, a->webhook_seq);
-	sqlite3_bind_text(st, 2, a->delivered ? "delivered" : a->next_at ?
-	    "failed" : "dead", -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, a->delivered ? "delivered" : "failed", -1,
+	    SQLITE_STATIC);
 	sqlite3_bind_int64(st, 3, a->n);
 	sqlite3_bind_int64(st, 4, a->started_at);
 	if (a->status > 0)
@@ -1327,7 +1402,9 @@ whk_store_webhook_claim(struct whk_store *s, int64_t seq, const char *owner,
 	if ((rc = webhook_one(s, st, w, err)) != 0)
 		return rc == 1 ? WHK_CLAIM_GONE : -1;
 	w->lost = 0;
-	if (strcmp(w->state, "pending") != 0 && strcmp(w->state, "failed") != 0)
+	/* A resend owed goes whatever came of the attempts before. */
+	if (!w->resend && strcmp(w->state, "pending") != 0 &&
+	    strcmp(w->state, "failed") != 0)
 		return WHK_CLAIM_DONE;
 	if (w->lease_until > now)
 		return WHK_CLAIM_LEASED;
@@ -1351,7 +1428,9 @@ whk_store_webhook_claim(struct whk_store *s, int64_t seq, const char *owner,
 		w->next_at = now;
 		w->not_before = 0;
 	}
-	if (w->not_before > now || (w->attempts > 0 && w->next_at > now))
+	/* A failure not yet scheduled by whk-retry is not due either. */
+	if (w->not_before > now || (w->attempts > 0 && (w->next_at == 0 ||
+	    w->next_at > now)))
 		return WHK_CLAIM_NOT_DUE;
 	if ((st = stmt(s, S_WEBHOOK_LEASE, err)) == NULL)
 		return -1;
@@ -1376,6 +1455,169 @@ whk_store_webhook_release(struct whk_store *s, int64_t seq, const char *owner,
 	sqlite3_bind_int64(st, 1, seq);
 	bind_text(st, 2, owner);
 	return step_done(s, st, err);
+}
+
+/*
+ * whk-retry's part.
+ */
+int
+whk_store_unscheduled(struct whk_store *s, int64_t after,
+    struct whk_unscheduled *out, size_t max, size_t *n, struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_UNSCHEDULED, err);
+	int rc = SQLITE_DONE;
+
+	*n = 0;
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, after);
+	sqlite3_bind_int64(st, 2, (int64_t)max);
+	while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		struct whk_unscheduled *u = &out[(*n)++];
+
+		u->seq = sqlite3_column_int64(st, 0);
+		u->endpoint_id = sqlite3_column_int64(st, 1);
+		u->attempts = sqlite3_column_int64(st, 2);
+		u->last_attempt_at = sqlite3_column_int64(st, 3);
+		u->not_before = sqlite3_column_int64(st, 4);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 :
+	    fail(s, err, rc, "store");
+}
+
+int
+whk_store_webhook_schedule(struct whk_store *s, int64_t seq, int64_t next_at,
+    struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, next_at > 0 ? S_WEBHOOK_SCHEDULE :
+	    S_WEBHOOK_DEAD, err);
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, seq);
+	if (next_at > 0)
+		sqlite3_bind_int64(st, 2, next_at);
+	return step_done(s, st, err);
+}
+
+int
+whk_store_due(struct whk_store *s, int64_t now, whk_due_fn fn, void *arg,
+    struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_DUE, err);
+	struct whk_due d;
+	int rc;
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, now);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		memset(&d, 0, sizeof(d));
+		d.seq = sqlite3_column_int64(st, 0);
+		snprintf(d.id, sizeof(d.id), "%s",
+		    (const char *)sqlite3_column_text(st, 1));
+		d.endpoint_id = sqlite3_column_int64(st, 2);
+		d.attempts = sqlite3_column_int64(st, 3);
+		d.due = sqlite3_column_int64(st, 4);
+		snprintf(d.reason, sizeof(d.reason), "%s",
+		    (const char *)sqlite3_column_text(st, 5));
+		if (fn(&d, arg) == -1) {
+			sqlite3_reset(st);
+			return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		}
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
+}
+
+int
+whk_store_webhook_hand(struct whk_store *s, int64_t seq, int64_t until,
+    struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_WEBHOOK_HAND, err);
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, seq);
+	sqlite3_bind_int64(st, 2, until);
+	return step_done(s, st, err);
+}
+
+int
+whk_store_endpoint_health(struct whk_store *s, int64_t id, int64_t last,
+    int64_t now, struct whk_health *h, struct whk_err *err)
+{
+	sqlite3_stmt *st;
+	int rc;
+
+	memset(h, 0, sizeof(*h));
+	if ((st = stmt(s, S_ENDPOINT_LAST, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, last);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		h->tripped = sqlite3_column_int64(st, 0) == last &&
+		    sqlite3_column_int64(st, 1) == last;
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW)
+		return fail(s, err, rc, "store");
+	if (!h->tripped)
+		return 0;
+	if ((st = stmt(s, S_ENDPOINT_STREAK, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		h->failing_since = sqlite3_column_int64(st, 0);
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return fail(s, err, rc, "store");
+	if ((st = stmt(s, S_ENDPOINT_BUSY, err)) == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, id);
+	sqlite3_bind_int64(st, 2, now);
+	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		h->busy = sqlite3_column_int(st, 0);
+	sqlite3_reset(st);
+	return rc == SQLITE_ROW ? 0 : fail(s, err, rc, "store");
+}
+
+int
+whk_store_webhook_resend(struct whk_store *s, int64_t seq, int64_t now,
+    int64_t hand_until, struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_WEBHOOK_RESEND, err);
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, seq);
+	sqlite3_bind_int64(st, 2, now);
+	bind_ms(st, 3, hand_until);
+	return step_done(s, st, err);
+}
+
+int
+whk_store_webhooks_select(struct whk_store *s, const struct whk_select *q,
+    whk_select_fn fn, void *arg, struct whk_err *err)
+{
+	sqlite3_stmt *st = stmt(s, S_WEBHOOKS_SELECT, err);
+	int rc;
+
+	if (st == NULL)
+		return -1;
+	sqlite3_bind_int64(st, 1, q->endpoint_id);
+	bind_text(st, 2, q->state);
+	sqlite3_bind_int64(st, 3, q->since);
+	sqlite3_bind_int64(st, 4, q->until > 0 ? q->until : INT64_MAX);
+	sqlite3_bind_int64(st, 5, q->limit > 0 ? q->limit : -1);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		if (fn(sqlite3_column_int64(st, 0),
+		    (const char *)sqlite3_column_text(st, 1), arg) == -1) {
+			sqlite3_reset(st);
+			return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
 }
 
 int

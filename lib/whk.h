@@ -117,12 +117,20 @@ int	 whk_sign(const char *const *secrets, size_t nsecrets,
 	    size_t len, struct whk_buf *out, struct whk_err *);
 
 /*
- * backoff.c: the retry schedule.  How long after failed attempt n (1 is
- * the first attempt) the next one is due, with jitter; -1 when the
- * schedule is spent and the webhook is given up.
+ * backoff.c: retry schedules.  Step n is the wait after failed attempt n
+ * (1 is the first attempt); whk_schedule_wait gives it with jitter of up
+ * to 20% either way, or -1 when the schedule is spent.
  */
-int64_t	 whk_backoff_ms(int64_t attempt, uint64_t jitter_seed);
-int	 whk_backoff_attempts(void);	/* attempts in the schedule */
+#define WHK_SCHEDULE_DEFAULT "5s,1m,5m,30m,2h,5h,10h,14h,1d*6"
+struct whk_schedule {
+	int64_t	*steps;		/* ms */
+	size_t	 n;
+};
+int	 whk_schedule_parse(const char *, struct whk_schedule *,
+	    struct whk_err *);
+void	 whk_schedule_free(struct whk_schedule *);
+int64_t	 whk_schedule_wait(const struct whk_schedule *, int64_t attempt,
+	    uint64_t jitter_seed);
 
 /*
  * http.c: URL checks (libcurl's URL parser).
@@ -272,6 +280,7 @@ struct whk_endpoint {
 	int64_t	 timeout_ms;
 	int64_t	 concurrency;
 	int64_t	 rate;			/* requests per second; 0: no cap */
+	char	*schedule;		/* whk-retry's steps; NULL: its own */
 	int	 allow_private;
 	int64_t	 disabled_at;		/* ms; 0 when enabled */
 	char	*disabled_reason;
@@ -419,5 +428,50 @@ int	 whk_store_attempt_record(struct whk_store *, struct whk_attempt *,
 	    struct whk_err *);
 int	 whk_store_endpoint_disable(struct whk_store *, int64_t id,
 	    const char *reason, struct whk_err *);
+
+/*
+ * whk-retry's part of the store.
+ */
+struct whk_unscheduled {
+	int64_t	 seq, endpoint_id, attempts, last_attempt_at, not_before;
+};
+/* Up to max failed webhooks with no next time, seq > after, by seq. */
+int	 whk_store_unscheduled(struct whk_store *, int64_t after,
+	    struct whk_unscheduled *, size_t max, size_t *n,
+	    struct whk_err *);
+/* Give a failed, unscheduled webhook its next time; 0 makes it dead. */
+int	 whk_store_webhook_schedule(struct whk_store *, int64_t seq,
+	    int64_t next_at, struct whk_err *);
+struct whk_due {
+	int64_t	 seq, endpoint_id, attempts, due;
+	char	 id[WHK_ID_LEN];
+	char	 reason[16];		/* retry, expired, resend */
+};
+typedef int (*whk_due_fn)(const struct whk_due *, void *);
+/* Every webhook due by now, not in flight nor handed out, by due time. */
+int	 whk_store_due(struct whk_store *, int64_t now, whk_due_fn, void *,
+	    struct whk_err *);
+/* Printed for a deliverer: not due again for anyone until until. */
+int	 whk_store_webhook_hand(struct whk_store *, int64_t seq, int64_t until,
+	    struct whk_err *);
+struct whk_health {
+	int	 tripped;		/* the last attempts all failed */
+	int64_t	 failing_since;		/* tripped: the streak's first attempt */
+	int	 busy;			/* tripped: one in flight or handed out */
+};
+int	 whk_store_endpoint_health(struct whk_store *, int64_t id,
+	    int64_t last, int64_t now, struct whk_health *, struct whk_err *);
+/* Owe a resend now, whatever the state; handed out until hand_until. */
+int	 whk_store_webhook_resend(struct whk_store *, int64_t seq, int64_t now,
+	    int64_t hand_until, struct whk_err *);
+struct whk_select {
+	int64_t		 endpoint_id;	/* 0: any */
+	const char	*state;		/* NULL: any */
+	int64_t		 since, until;	/* created, ms; until 0: no bound */
+	int64_t		 limit;		/* 0: none */
+};
+typedef int (*whk_select_fn)(int64_t seq, const char *id, void *);
+int	 whk_store_webhooks_select(struct whk_store *, const struct whk_select *,
+	    whk_select_fn, void *, struct whk_err *);
 
 #endif /* WHK_H */

@@ -52,7 +52,7 @@ teardown() {
 	export WHK_NOW=$NOW
 	ep add acme https://example.com/x
 	assert_success
-	assert_output '{"endpoint":"acme","url":"https://example.com/x","secret":"whsec_********","rotation_until":null,"state":"enabled","disabled_reason":null,"disabled_at":null,"tenant":null,"types":null,"filter":null,"group_by":null,"template":null,"batch":1,"batch_bytes":262144,"window_ms":0,"timeout_ms":15000,"concurrency":8,"rate":0,"headers":[],"allow_private":false,"created_at":"2026-01-01T00:00:00.000Z","updated_at":"2026-01-01T00:00:00.000Z"}'
+	assert_output '{"endpoint":"acme","url":"https://example.com/x","secret":"whsec_********","rotation_until":null,"state":"enabled","disabled_reason":null,"disabled_at":null,"tenant":null,"types":null,"filter":null,"group_by":null,"template":null,"batch":1,"batch_bytes":262144,"window_ms":0,"timeout_ms":15000,"concurrency":8,"rate":0,"schedule":null,"headers":[],"allow_private":false,"created_at":"2026-01-01T00:00:00.000Z","updated_at":"2026-01-01T00:00:00.000Z"}'
 	stderr_is ""
 	added=$output
 	ep show acme
@@ -558,6 +558,35 @@ teardown() {
 
 # --- list and show --------------------------------------------------------
 
+# like_schedule_error STDERR: one line naming --schedule.
+like_schedule_error() {
+	[[ "$1" == "whk-endpoint: --schedule: "* ]] || { echo "got: $1" >&2; return 1; }
+	[ "$(printf '%s\n' "$1" | wc -l)" -eq 1 ]
+}
+
+@test "--schedule: set with durations and *N, shown, cleared with ''; a bad list changes nothing" {
+	whk-endpoint add acme https://example.com/x --schedule '5s,1m,1d*3' >/dev/null
+	run sh -c "whk-endpoint show acme | jq -r .schedule"
+	assert_output '5s,1m,1d*3'
+	run whk-endpoint set acme --schedule '10s'
+	assert_success
+	run sh -c "whk-endpoint show acme | jq -r .schedule"
+	assert_output 10s
+	for bad in '' ',' '5s,,1m' 'soon' '1d*0' '1d*x' '500ms' '31d' '1s*1001'; do
+		[ -z "$bad" ] && continue
+		run --separate-stderr whk-endpoint set acme --schedule "$bad"
+		assert_failure 2
+		like_schedule_error "$stderr"
+	done
+	run sh -c "whk-endpoint show acme | jq -r .schedule"
+	assert_output 10s
+	whk-endpoint set acme --schedule '' >/dev/null
+	run sh -c "whk-endpoint show acme | jq .schedule"
+	assert_output null
+	run sql "SELECT schedule IS NULL FROM endpoints"
+	assert_output 1
+}
+
 @test "list: NDJSON sorted by name; nothing when empty" {
 	ep list
 	assert_success
@@ -1044,7 +1073,7 @@ billing  enabled   https://billing.example.com/hooks  acme       50  order.*,inv
 	run sh -c "whk-endpoint list | jq -r .endpoint | tr '\n' ' '"
 	assert_output "e1 e2 e3 e4 e5 e6 e7 e8 "
 	run sql "PRAGMA user_version; select count(*) from endpoints"
-	assert_output $'3\n8'
+	assert_output $'4\n8'
 }
 
 @test "8 parallel sets of one endpoint all succeed; one of them wins whole" {

@@ -20,7 +20,7 @@ load helpers
 	run mode whk.db
 	assert_output 600
 	run sql "PRAGMA journal_mode; PRAGMA user_version; PRAGMA application_id"
-	assert_output $'wal\n3\n2003331889'
+	assert_output $'wal\n4\n2003331889'
 	run sql "select name from sqlite_master where type = 'table' order by name"
 	assert_output $'attempts\nendpoints\nevents\nunrouted\nwebhook_events\nwebhooks'
 }
@@ -53,7 +53,7 @@ load helpers
 	run cat err1 err2 err3 err4 err5 err6
 	assert_output ""
 	run sql "select count(*) from events; PRAGMA user_version"
-	assert_output $'6\n3'
+	assert_output $'6\n4'
 }
 
 @test "an empty file becomes a store; another SQLite database is refused" {
@@ -71,7 +71,9 @@ load helpers
 @test "a store of an older version is migrated forward, its data kept" {
 	whk-ingest <<<'{"id":"a"}' >/dev/null
 	# What version 1 looked like: no body_kind.
-	sql "ALTER TABLE webhooks DROP COLUMN event_seqs;
+	sql "DROP INDEX webhooks_resend; DROP INDEX webhooks_handed;
+	    ALTER TABLE webhooks DROP COLUMN handed_until;
+	    ALTER TABLE webhooks DROP COLUMN event_seqs;
 	    ALTER TABLE webhooks DROP COLUMN body_kind; DROP TABLE unrouted;
 	    DROP TRIGGER events_unrouted; DROP TRIGGER events_append_only;
 	    CREATE INDEX events_unrouted ON events(seq) WHERE routed_at IS NULL;
@@ -84,7 +86,7 @@ load helpers
 	run sql "PRAGMA user_version; select count(*) from events;
 	    select count(*) from pragma_table_info('webhooks') where name = 'body_kind';
 	    select count(*) from unrouted"
-	assert_output $'3\n2\n1\n2'
+	assert_output $'4\n2\n1\n2'
 }
 
 @test "version 2's links are kept by version 3, each webhook listing its events" {
@@ -93,7 +95,9 @@ load helpers
 	events 3 | whk-ingest | whk-batch >/dev/null
 	# What version 2 looked like: no event_seqs, pairs with foreign keys
 	# and an index by webhook.
-	sql "ALTER TABLE webhooks DROP COLUMN event_seqs;
+	sql "DROP INDEX webhooks_resend; DROP INDEX webhooks_handed;
+	    ALTER TABLE webhooks DROP COLUMN handed_until;
+	    ALTER TABLE webhooks DROP COLUMN event_seqs;
 	    CREATE TABLE v2(event_seq INTEGER NOT NULL REFERENCES events(seq),
 	    endpoint_id INTEGER NOT NULL REFERENCES endpoints(id),
 	    webhook_seq INTEGER NOT NULL REFERENCES webhooks(seq),
@@ -109,7 +113,23 @@ load helpers
 	    SELECT count(*) FROM webhook_events;
 	    SELECT count(*) FROM sqlite_master WHERE name = 'webhook_events_webhook';
 	    SELECT count(*) FROM pragma_foreign_key_list('webhook_events')"
-	assert_output $'3\nb [1]\na [1,2]\nb [2]\nb [3]\na [3]\n6\n0\n0'
+	assert_output $'4\nb [1]\na [1,2]\nb [2]\nb [3]\na [3]\n6\n0\n0'
+}
+
+@test "version 3 to 4: failures scheduled before keep their times; the hand-out column and the resend index arrive" {
+	whk-endpoint add a https://example.com/a >/dev/null
+	events 2 | whk-ingest | whk-batch >/dev/null
+	sql "UPDATE webhooks SET state = 'failed', attempts = 1, next_at = 12345
+	    WHERE seq = 1;
+	    DROP INDEX webhooks_resend; DROP INDEX webhooks_handed;
+	    ALTER TABLE webhooks DROP COLUMN handed_until;
+	    PRAGMA user_version = 3"
+	run whk-endpoint list --format json
+	assert_success
+	run sql "PRAGMA user_version; SELECT state, attempts, next_at FROM webhooks ORDER BY seq;
+	    SELECT count(*) FROM pragma_table_info('webhooks') WHERE name = 'handed_until';
+	    SELECT count(*) FROM sqlite_master WHERE name IN ('webhooks_resend', 'webhooks_handed')"
+	assert_output $'4\nfailed|1|12345\npending|0|\n1\n2'
 }
 
 @test "a store from a newer whk is refused, not downgraded" {
@@ -117,7 +137,7 @@ load helpers
 	sql "PRAGMA user_version = 99"
 	run whk-ingest <<<'{"id":"b"}'
 	assert_failure 3
-	assert_output "whk-ingest: cannot open '$WHK_STORE': schema version 99 is newer than this whk knows (3)"
+	assert_output "whk-ingest: cannot open '$WHK_STORE': schema version 99 is newer than this whk knows (4)"
 	run sql "select count(*) from events"
 	assert_output 1
 }
