@@ -247,9 +247,12 @@ static const char *sql[S_COUNT] = {
 	    " disabled_at = coalesce(disabled_at, ?2),"
 	    " disabled_reason = coalesce(disabled_reason, 'removed'),"
 	    " updated_at = ?2 WHERE id = ?1",
-	[S_EVENT_FIND] = "SELECT seq, id, type, tenant, received_at,"
-	    " NOT EXISTS(SELECT 1 FROM unrouted u WHERE u.seq = events.seq),"
-	    " body FROM events WHERE id = ?1",
+	/* Many ids in one statement: statements cost more than rows. */
+	[S_EVENT_FIND] = "SELECT e.seq, e.id, e.type, e.tenant,"
+	    " e.received_at,"
+	    " NOT EXISTS(SELECT 1 FROM unrouted u WHERE u.seq = e.seq),"
+	    " e.body, j.key FROM json_each(?1) j"
+	    " JOIN events e ON e.id = j.value",
 	[S_EVENTS_UNROUTED] = "SELECT e.seq, e.id, e.type, e.tenant,"
 	    " e.received_at, 0, e.body FROM unrouted u"
 	    " JOIN events e ON e.seq = u.seq WHERE u.seq > ?1"
@@ -314,6 +317,8 @@ struct whk_store {
 	struct whk_buf	 scratch;
 	int64_t		*sorted;	/* seq_array's */
 	size_t		 capsorted;
+	size_t		*offs;		/* events_read's */
+	size_t		 capoffs;
 };
 
 /*
@@ -548,6 +553,7 @@ whk_store_close(struct whk_store *s)
 	sqlite3_close(s->db);
 	whk_buf_free(&s->scratch);
 	free(s->sorted);
+	free(s->offs);
 	free(s->path);
 	free(s);
 }
@@ -872,83 +878,131 @@ whk_store_endpoint_each(struct whk_store *s, whk_endpoint_fn fn, void *arg,
 	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
 }
 
-void
-whk_stored_event_clear(struct whk_stored_event *e)
+#define NO_TEXT SIZE_MAX
+
+/* Where column i's text goes in text, NUL-terminated; NO_TEXT for NULL. */
+static size_t
+column_keep(sqlite3_stmt *st, int i, struct whk_buf *text)
 {
-	free(e->type);
-	free(e->tenant);
-	free(e->body);
-	memset(e, 0, sizeof(*e));
+	const unsigned char *t = sqlite3_column_text(st, i);
+	size_t at = text->len;
+
+	if (t == NULL)
+		return NO_TEXT;
+	whk_buf_add(text, t, (size_t)sqlite3_column_bytes(st, i) + 1);
+	return at;
 }
 
-static int
-event_row(sqlite3_stmt *st, struct whk_stored_event *e)
+static char *
+text_at(struct whk_buf *text, size_t off)
 {
-	const void *body;
+	return off == NO_TEXT ? NULL : text->data + off;
+}
 
-	memset(e, 0, sizeof(*e));
-	e->seq = sqlite3_column_int64(st, 0);
-	snprintf(e->id, sizeof(e->id), "%s", sqlite3_column_text(st, 1));
-	e->type = column_dup(st, 2);
-	e->tenant = column_dup(st, 3);
-	e->received_at = sqlite3_column_int64(st, 4);
-	e->routed = sqlite3_column_int(st, 5);
-	body = sqlite3_column_text(st, 6);
-	e->body_len = (size_t)sqlite3_column_bytes(st, 6);
-	if ((e->body = malloc(e->body_len + 1)) == NULL ||
-	    (sqlite3_column_type(st, 2) != SQLITE_NULL && e->type == NULL) ||
-	    (sqlite3_column_type(st, 3) != SQLITE_NULL && e->tenant == NULL)) {
-		whk_stored_event_clear(e);
-		return -1;
+/*
+ * The rows of an event query into out: row by row, or with keyed set,
+ * into out[the row's last column].  The strings of a batch of events
+ * share one buffer instead of three allocations each; since it moves as
+ * it grows, they are placed by offset first and pointed to at the end.
+ */
+static int
+events_read(struct whk_store *s, sqlite3_stmt *st, int keyed,
+    struct whk_stored_event *out, size_t max, size_t *n,
+    struct whk_buf *text, struct whk_err *err)
+{
+	struct whk_stored_event *e;
+	size_t i, k, *o;
+	int64_t at;
+	int rc;
+
+	*n = 0;
+	whk_buf_reset(text);
+	if (max > s->capoffs) {
+		if ((o = reallocarray(s->offs, max, 3 * sizeof(*o))) == NULL) {
+			sqlite3_reset(st);
+			return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		}
+		s->offs = o;
+		s->capoffs = max;
 	}
-	memcpy(e->body, body, e->body_len);
-	e->body[e->body_len] = '\0';
+	if (keyed)
+		for (i = 0; i < max; i++)
+			memset(&out[i], 0, sizeof(out[i]));
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if (keyed) {
+			at = sqlite3_column_int64(st, 7);
+			if (at < 0 || (uint64_t)at >= max)
+				continue;
+			k = (size_t)at;
+		} else {
+			if (*n == max)
+				break;
+			k = (*n)++;
+		}
+		e = &out[k];
+		e->seq = sqlite3_column_int64(st, 0);
+		snprintf(e->id, sizeof(e->id), "%s", sqlite3_column_text(st, 1));
+		e->received_at = sqlite3_column_int64(st, 4);
+		e->routed = sqlite3_column_int(st, 5);
+		s->offs[3 * k] = column_keep(st, 2, text);
+		s->offs[3 * k + 1] = column_keep(st, 3, text);
+		s->offs[3 * k + 2] = column_keep(st, 6, text);
+		e->body_len = (size_t)sqlite3_column_bytes(st, 6);
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return fail(s, err, rc, "store");
+	if (text->oom)
+		return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+	for (k = 0; k < (keyed ? max : *n); k++) {
+		if (keyed && out[k].seq == 0)
+			continue;
+		out[k].type = text_at(text, s->offs[3 * k]);
+		out[k].tenant = text_at(text, s->offs[3 * k + 1]);
+		/* The column is NOT NULL: an empty body at worst. */
+		out[k].body = s->offs[3 * k + 2] == NO_TEXT ? "" :
+		    text_at(text, s->offs[3 * k + 2]);
+	}
 	return 0;
 }
 
 int
-whk_store_event_find(struct whk_store *s, const char *id,
-    struct whk_stored_event *e, struct whk_err *err)
+whk_store_events_find(struct whk_store *s, const char *const *ids, size_t n,
+    struct whk_stored_event *out, struct whk_buf *text, struct whk_err *err)
 {
-	sqlite3_stmt *st = stmt(s, S_EVENT_FIND, err);
-	int rc;
+	sqlite3_stmt *st;
+	size_t i, got;
 
-	memset(e, 0, sizeof(*e));
-	if (st == NULL)
-		return -1;
-	bind_text(st, 1, id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW && event_row(st, e) == -1) {
-		sqlite3_reset(st);
-		return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+	whk_buf_reset(&s->scratch);
+	whk_buf_add(&s->scratch, "[", 1);
+	for (i = 0; i < n; i++) {
+		if (i > 0)
+			whk_buf_add(&s->scratch, ",", 1);
+		whk_buf_json_str(&s->scratch, ids[i]);
 	}
-	sqlite3_reset(st);
-	if (rc == SQLITE_ROW)
-		return 0;
-	return rc == SQLITE_DONE ? 1 : fail(s, err, rc, "store");
+	whk_buf_add(&s->scratch, "]", 1);
+	if (s->scratch.oom)
+		return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+	if ((st = stmt(s, S_EVENT_FIND, err)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, s->scratch.data, (int)s->scratch.len,
+	    SQLITE_STATIC);
+	return events_read(s, st, 1, out, n, &got, text, err);
 }
 
 int
 whk_store_events_unrouted(struct whk_store *s, int64_t after,
-    struct whk_stored_event *out, size_t max, size_t *n, struct whk_err *err)
+    struct whk_stored_event *out, size_t max, size_t *n, struct whk_buf *text,
+    struct whk_err *err)
 {
 	sqlite3_stmt *st = stmt(s, S_EVENTS_UNROUTED, err);
-	int rc;
 
 	*n = 0;
 	if (st == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, after);
 	sqlite3_bind_int64(st, 2, (int64_t)max);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (event_row(st, &out[*n]) == -1) {
-			sqlite3_reset(st);
-			return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
-		}
-		(*n)++;
-	}
-	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
+	return events_read(s, st, 0, out, max, n, text, err);
 }
 
 static int

@@ -631,6 +631,17 @@ t3|$t3"
 	assert_equal "$stderr" "whk-batch: 4 events: 6 webhooks made of 8, 0 matched no endpoint, 1 already routed, 0 taken by another batcher, 0 wait for a window"
 }
 
+@test "a record repeated right after its event's routing committed is known as routed, though read in one go with it" {
+	ep a
+	events 10000 | whk-ingest >recs
+	# Each record twice in a row; commits under load fall between two.
+	awk '{ print; print }' recs >twice
+	run --separate-stderr whk-batch -v <twice
+	assert_success
+	assert_equal "$stderr" "whk-batch: 10000 events: 10000 webhooks made of 10000, 0 matched no endpoint, 10000 already routed, 0 taken by another batcher, 0 wait for a window"
+	[ "$(sql 'SELECT max(seq) FROM webhooks')" -eq 10000 ]
+}
+
 # --- options ---------------------------------------------------------------
 
 @test "--dry-run shows what would be made and writes nothing" {
