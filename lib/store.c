@@ -273,8 +273,7 @@ static const char *sql[S_COUNT] = {
 	    " JOIN webhook_events w ON w.event_seq = j.value"
 	    " AND w.endpoint_id = ?2 WHERE w.webhook_seq = ?3",
 	[S_WEBHOOK_SEQS] = "UPDATE webhooks SET event_seqs = ?2 WHERE seq = ?1",
-	[S_EVENTS_ROUTED] = "DELETE FROM unrouted WHERE seq IN"
-	    " (SELECT value FROM json_each(?1))",
+	[S_EVENTS_ROUTED] = "DELETE FROM unrouted WHERE seq BETWEEN ?1 AND ?2",
 	[S_WEBHOOK_FINISH] = "UPDATE webhooks SET events = ?2, bytes = ?3,"
 	    " body = coalesce(?4, body), body_kind = CASE WHEN ?4 IS NULL"
 	    " THEN body_kind ELSE 0 END WHERE seq = ?1",
@@ -1036,13 +1035,12 @@ seq_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* A JSON array of seqs in ascending order, as webhooks.event_seqs has. */
+/* Seqs in ascending order, into s->sorted. */
 static int
-seq_array(struct whk_store *s, const int64_t *seqs, size_t n,
+seq_sort(struct whk_store *s, const int64_t *seqs, size_t n,
     struct whk_err *err)
 {
 	int64_t *v;
-	size_t i;
 
 	if (n > s->capsorted) {
 		if ((v = reallocarray(s->sorted, n, sizeof(*v))) == NULL)
@@ -1052,6 +1050,18 @@ seq_array(struct whk_store *s, const int64_t *seqs, size_t n,
 	}
 	memcpy(s->sorted, seqs, n * sizeof(*seqs));
 	qsort(s->sorted, n, sizeof(*s->sorted), seq_cmp);
+	return 0;
+}
+
+/* A JSON array of seqs in ascending order, as webhooks.event_seqs has. */
+static int
+seq_array(struct whk_store *s, const int64_t *seqs, size_t n,
+    struct whk_err *err)
+{
+	size_t i;
+
+	if (seq_sort(s, seqs, n, err) == -1)
+		return -1;
 	whk_buf_reset(&s->scratch);
 	whk_buf_add(&s->scratch, "[", 1);
 	for (i = 0; i < n; i++) {
@@ -1149,15 +1159,28 @@ whk_store_events_routed(struct whk_store *s, const int64_t *seqs, size_t n,
     struct whk_err *err)
 {
 	sqlite3_stmt *st;
+	size_t i, j;
 
 	if (n == 0)
 		return 0;
-	if (seq_array(s, seqs, n, err) == -1 ||
-	    (st = stmt(s, S_EVENTS_ROUTED, err)) == NULL)
+	if (seq_sort(s, seqs, n, err) == -1)
 		return -1;
-	sqlite3_bind_text(st, 1, s->scratch.data, (int)s->scratch.len,
-	    SQLITE_STATIC);
-	return step_done(s, st, err);
+	/*
+	 * The events of a commit are mostly consecutive: a run of them is
+	 * one range, where a list costs a sort and a seek for each.
+	 */
+	for (i = 0; i < n; i = j) {
+		for (j = i + 1; j < n && s->sorted[j] <= s->sorted[j - 1] + 1;
+		    j++)
+			;
+		if ((st = stmt(s, S_EVENTS_ROUTED, err)) == NULL)
+			return -1;
+		sqlite3_bind_int64(st, 1, s->sorted[i]);
+		sqlite3_bind_int64(st, 2, s->sorted[j - 1]);
+		if (step_done(s, st, err) == -1)
+			return -1;
+	}
+	return 0;
 }
 
 int
