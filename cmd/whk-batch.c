@@ -26,7 +26,7 @@
 
 #include "whk.h"
 
-#define TXN_WEBHOOKS	4096	/* commit at least this often under load */
+#define TXN_WEBHOOKS	16384	/* commit at least this often under load */
 #define TXN_MS		100	/* and at least this often in time */
 #define CHUNK		1024	/* events read at once with --pending */
 #define LOOKUP		256	/* records on stdin looked up at once */
