@@ -182,6 +182,7 @@ enum stmt {
 	S_ENDPOINT_DELETE,
 	S_ENDPOINT_RETIRE,
 	S_EVENT_FIND,
+	S_EVENT_SPAN,
 	S_EVENTS_UNROUTED,
 	S_ENDPOINTS_STAMP,
 	S_WEBHOOK_CREATE,
@@ -253,6 +254,13 @@ static const char *sql[S_COUNT] = {
 	    " NOT EXISTS(SELECT 1 FROM unrouted u WHERE u.seq = e.seq),"
 	    " e.body, j.key FROM json_each(?1) j"
 	    " JOIN events e ON e.id = j.value",
+	/* The events stored from the one named on: most records' order. */
+	[S_EVENT_SPAN] = "SELECT e.seq, e.id, e.type, e.tenant,"
+	    " e.received_at,"
+	    " NOT EXISTS(SELECT 1 FROM unrouted u WHERE u.seq = e.seq),"
+	    " e.body FROM events e"
+	    " WHERE e.seq >= (SELECT seq FROM events WHERE id = ?1)"
+	    " ORDER BY e.seq LIMIT ?2",
 	[S_EVENTS_UNROUTED] = "SELECT e.seq, e.id, e.type, e.tenant,"
 	    " e.received_at, 0, e.body FROM unrouted u"
 	    " JOIN events e ON e.seq = u.seq WHERE u.seq > ?1"
@@ -318,6 +326,8 @@ struct whk_store {
 	size_t		 capsorted;
 	size_t		*offs;		/* events_read's */
 	size_t		 capoffs;
+	size_t		*idx;		/* events_find's */
+	size_t		 capidx;
 };
 
 /*
@@ -553,6 +563,7 @@ whk_store_close(struct whk_store *s)
 	whk_buf_free(&s->scratch);
 	free(s->sorted);
 	free(s->offs);
+	free(s->idx);
 	free(s->path);
 	free(s);
 }
@@ -898,63 +909,36 @@ text_at(struct whk_buf *text, size_t off)
 	return off == NO_TEXT ? NULL : text->data + off;
 }
 
+/* The event of the query's row into e, its strings at offs in text. */
+static void
+event_keep(sqlite3_stmt *st, struct whk_stored_event *e, size_t *offs,
+    struct whk_buf *text)
+{
+	e->seq = sqlite3_column_int64(st, 0);
+	snprintf(e->id, sizeof(e->id), "%s", sqlite3_column_text(st, 1));
+	e->received_at = sqlite3_column_int64(st, 4);
+	e->routed = sqlite3_column_int(st, 5);
+	offs[0] = column_keep(st, 2, text);
+	offs[1] = column_keep(st, 3, text);
+	offs[2] = column_keep(st, 6, text);
+	e->body_len = (size_t)sqlite3_column_bytes(st, 6);
+}
+
 /*
- * The rows of an event query into out: row by row, or with keyed set,
- * into out[the row's last column].  The strings of a batch of events
- * share one buffer instead of three allocations each; since it moves as
- * it grows, they are placed by offset first and pointed to at the end.
+ * The strings of a batch of events share one buffer instead of three
+ * allocations each; since it moves as it grows, they are placed by
+ * offset first, and pointed to once all are in.
  */
 static int
-events_read(struct whk_store *s, sqlite3_stmt *st, int keyed,
-    struct whk_stored_event *out, size_t max, size_t *n,
+events_place(struct whk_store *s, struct whk_stored_event *out, size_t n,
     struct whk_buf *text, struct whk_err *err)
 {
-	struct whk_stored_event *e;
-	size_t i, k, *o;
-	int64_t at;
-	int rc;
+	size_t k;
 
-	*n = 0;
-	whk_buf_reset(text);
-	if (max > s->capoffs) {
-		if ((o = reallocarray(s->offs, max, 3 * sizeof(*o))) == NULL) {
-			sqlite3_reset(st);
-			return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
-		}
-		s->offs = o;
-		s->capoffs = max;
-	}
-	if (keyed)
-		for (i = 0; i < max; i++)
-			memset(&out[i], 0, sizeof(out[i]));
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (keyed) {
-			at = sqlite3_column_int64(st, 7);
-			if (at < 0 || (uint64_t)at >= max)
-				continue;
-			k = (size_t)at;
-		} else {
-			if (*n == max)
-				break;
-			k = (*n)++;
-		}
-		e = &out[k];
-		e->seq = sqlite3_column_int64(st, 0);
-		snprintf(e->id, sizeof(e->id), "%s", sqlite3_column_text(st, 1));
-		e->received_at = sqlite3_column_int64(st, 4);
-		e->routed = sqlite3_column_int(st, 5);
-		s->offs[3 * k] = column_keep(st, 2, text);
-		s->offs[3 * k + 1] = column_keep(st, 3, text);
-		s->offs[3 * k + 2] = column_keep(st, 6, text);
-		e->body_len = (size_t)sqlite3_column_bytes(st, 6);
-	}
-	sqlite3_reset(st);
-	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return fail(s, err, rc, "store");
 	if (text->oom)
 		return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
-	for (k = 0; k < (keyed ? max : *n); k++) {
-		if (keyed && out[k].seq == 0)
+	for (k = 0; k < n; k++) {
+		if (out[k].seq == 0)
 			continue;
 		out[k].type = text_at(text, s->offs[3 * k]);
 		out[k].tenant = text_at(text, s->offs[3 * k + 1]);
@@ -965,28 +949,126 @@ events_read(struct whk_store *s, sqlite3_stmt *st, int keyed,
 	return 0;
 }
 
+static int
+events_begin(struct whk_store *s, struct whk_stored_event *out, size_t n,
+    struct whk_buf *text, struct whk_err *err)
+{
+	size_t *o;
+
+	whk_buf_reset(text);
+	memset(out, 0, n * sizeof(*out));
+	if (n > s->capoffs) {
+		if ((o = reallocarray(s->offs, n, 3 * sizeof(*o))) == NULL)
+			return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		s->offs = o;
+		s->capoffs = n;
+	}
+	return 0;
+}
+
+static uint64_t
+id_hash(const char *p)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	return h;
+}
+
+/*
+ * Records come mostly in the order their events were stored: the events
+ * from the first record's on are read in one range, and each goes to the
+ * records that name its id.  Those it leaves, a duplicate's record naming
+ * an older event say, are found by id.
+ */
+static int
+events_span(struct whk_store *s, const char *const *ids, size_t n,
+    struct whk_stored_event *out, struct whk_buf *text, struct whk_err *err)
+{
+	sqlite3_stmt *st;
+	const char *id;
+	size_t i, nb, *head, *next, *v;
+	int rc;
+
+	for (nb = 1; nb < 2 * n; nb *= 2)
+		;
+	if (nb + n > s->capidx) {
+		if ((v = reallocarray(s->idx, nb + n, sizeof(*v))) == NULL)
+			return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		s->idx = v;
+		s->capidx = nb + n;
+	}
+	head = s->idx;
+	next = s->idx + nb;
+	for (i = 0; i < nb; i++)
+		head[i] = SIZE_MAX;
+	for (i = n; i-- > 0; ) {
+		next[i] = head[id_hash(ids[i]) & (nb - 1)];
+		head[id_hash(ids[i]) & (nb - 1)] = i;
+	}
+	if ((st = stmt(s, S_EVENT_SPAN, err)) == NULL)
+		return -1;
+	sqlite3_bind_text(st, 1, ids[0], -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (int64_t)n);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if ((id = (const char *)sqlite3_column_text(st, 1)) == NULL)
+			continue;
+		for (i = head[id_hash(id) & (nb - 1)]; i != SIZE_MAX;
+		    i = next[i])
+			if (strcmp(ids[i], id) == 0)
+				event_keep(st, &out[i], &s->offs[3 * i], text);
+	}
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
+}
+
 int
 whk_store_events_find(struct whk_store *s, const char *const *ids, size_t n,
     struct whk_stored_event *out, struct whk_buf *text, struct whk_err *err)
 {
 	sqlite3_stmt *st;
-	size_t i, got;
+	size_t i, left = 0, *map;
+	int64_t k;
+	int rc;
 
+	if (n == 0)
+		return 0;
+	if (events_begin(s, out, n, text, err) == -1 ||
+	    events_span(s, ids, n, out, text, err) == -1)
+		return -1;
+	/* The rest by id: json_each's key says which of those left. */
+	map = s->idx;
 	whk_buf_reset(&s->scratch);
 	whk_buf_add(&s->scratch, "[", 1);
 	for (i = 0; i < n; i++) {
-		if (i > 0)
+		if (out[i].seq != 0)
+			continue;
+		if (left > 0)
 			whk_buf_add(&s->scratch, ",", 1);
 		whk_buf_json_str(&s->scratch, ids[i]);
+		map[left++] = i;
 	}
 	whk_buf_add(&s->scratch, "]", 1);
 	if (s->scratch.oom)
 		return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
-	if ((st = stmt(s, S_EVENT_FIND, err)) == NULL)
-		return -1;
-	sqlite3_bind_text(st, 1, s->scratch.data, (int)s->scratch.len,
-	    SQLITE_STATIC);
-	return events_read(s, st, 1, out, n, &got, text, err);
+	if (left > 0) {
+		if ((st = stmt(s, S_EVENT_FIND, err)) == NULL)
+			return -1;
+		sqlite3_bind_text(st, 1, s->scratch.data,
+		    (int)s->scratch.len, SQLITE_STATIC);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			k = sqlite3_column_int64(st, 7);
+			if (k < 0 || (uint64_t)k >= left)
+				continue;
+			i = map[k];
+			event_keep(st, &out[i], &s->offs[3 * i], text);
+		}
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return fail(s, err, rc, "store");
+	}
+	return events_place(s, out, n, text, err);
 }
 
 int
@@ -994,14 +1076,25 @@ whk_store_events_unrouted(struct whk_store *s, int64_t after,
     struct whk_stored_event *out, size_t max, size_t *n, struct whk_buf *text,
     struct whk_err *err)
 {
-	sqlite3_stmt *st = stmt(s, S_EVENTS_UNROUTED, err);
+	sqlite3_stmt *st;
+	int rc = SQLITE_DONE;
 
 	*n = 0;
-	if (st == NULL)
+	if (max == 0)
+		return 0;
+	if (events_begin(s, out, max, text, err) == -1 ||
+	    (st = stmt(s, S_EVENTS_UNROUTED, err)) == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, after);
 	sqlite3_bind_int64(st, 2, (int64_t)max);
-	return events_read(s, st, 0, out, max, n, text, err);
+	while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		event_keep(st, &out[*n], &s->offs[3 * *n], text);
+		(*n)++;
+	}
+	sqlite3_reset(st);
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return fail(s, err, rc, "store");
+	return events_place(s, out, *n, text, err);
 }
 
 static int
