@@ -1134,6 +1134,7 @@ seq_sort(struct whk_store *s, const int64_t *seqs, size_t n,
     struct whk_err *err)
 {
 	int64_t *v;
+	size_t i;
 
 	if (n > s->capsorted) {
 		if ((v = reallocarray(s->sorted, n, sizeof(*v))) == NULL)
@@ -1142,7 +1143,12 @@ seq_sort(struct whk_store *s, const int64_t *seqs, size_t n,
 		s->capsorted = n;
 	}
 	memcpy(s->sorted, seqs, n * sizeof(*seqs));
-	qsort(s->sorted, n, sizeof(*s->sorted), seq_cmp);
+	/* Events are mostly grouped in the order they were stored. */
+	for (i = 1; i < n; i++)
+		if (seqs[i] < seqs[i - 1]) {
+			qsort(s->sorted, n, sizeof(*s->sorted), seq_cmp);
+			break;
+		}
 	return 0;
 }
 
