@@ -324,9 +324,9 @@ struct whk_store {
 	struct whk_buf	 scratch;
 	int64_t		*sorted;	/* seq_array's */
 	size_t		 capsorted;
-	size_t		*offs;		/* events_read's */
+	size_t		*offs;		/* where events' strings go */
 	size_t		 capoffs;
-	size_t		*idx;		/* events_find's */
+	size_t		*idx;		/* events_span's hash of ids */
 	size_t		 capidx;
 };
 
@@ -988,7 +988,7 @@ events_span(struct whk_store *s, const char *const *ids, size_t n,
 {
 	sqlite3_stmt *st;
 	const char *id;
-	size_t i, nb, *head, *next, *v;
+	size_t i, h, nb, *head, *next, *v;
 	int rc;
 
 	for (nb = 1; nb < 2 * n; nb *= 2)
@@ -1004,8 +1004,9 @@ events_span(struct whk_store *s, const char *const *ids, size_t n,
 	for (i = 0; i < nb; i++)
 		head[i] = SIZE_MAX;
 	for (i = n; i-- > 0; ) {
-		next[i] = head[id_hash(ids[i]) & (nb - 1)];
-		head[id_hash(ids[i]) & (nb - 1)] = i;
+		h = id_hash(ids[i]) & (nb - 1);
+		next[i] = head[h];
+		head[h] = i;
 	}
 	if ((st = stmt(s, S_EVENT_SPAN, err)) == NULL)
 		return -1;

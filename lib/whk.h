@@ -315,7 +315,10 @@ struct whk_stored_event {
 	const char	*body;		/* NUL-terminated */
 	size_t		 body_len;
 };
-/* The events named by ids[0..n) into out[0..n), in one go. */
+/*
+ * The events named by ids[0..n) into out[0..n), in one go; out[i].seq is
+ * 0 when the store holds no event ids[i].
+ */
 int	 whk_store_events_find(struct whk_store *, const char *const *ids,
 	    size_t n, struct whk_stored_event *out, struct whk_buf *text,
 	    struct whk_err *);
