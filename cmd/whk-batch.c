@@ -26,9 +26,10 @@
 
 #include "whk.h"
 
-#define TXN_WEBHOOKS	4096	/* commit at least this often under load */
+#define TXN_WEBHOOKS	16384	/* commit at least this often under load */
 #define TXN_MS		100	/* and at least this often in time */
 #define CHUNK		1024	/* events read at once with --pending */
+#define LOOKUP		256	/* records on stdin looked up at once */
 #define MAX_OPEN	10000	/* open groups before the oldest is sent */
 #define RELOAD_MS	1000	/* how often a stream looks for new endpoints */
 #define DUE_MS		10	/* how often windows are looked at under load */
@@ -119,6 +120,9 @@ struct batch {
 	int64_t			*seqs;		/* of the group being sent */
 	unsigned char		*linked;
 	size_t			 capseqs;
+	struct whk_stored_event	*evs;		/* read from the store */
+	struct whk_buf		 evtext;	/* their strings */
+	int64_t			 commits;
 	int			 in_txn;
 	int			 txn_items;
 	int64_t			 txn_start;
@@ -212,6 +216,7 @@ commit(struct batch *b, struct whk_err *err)
 		b->in_txn = 0;
 		if (whk_store_commit(b->store, err) == -1)
 			return -1;
+		b->commits++;
 	}
 	/*
 	 * Held until now, so that a second record of the same event in
@@ -782,40 +787,32 @@ reject(struct batch *b, int64_t lineno, const char *fmt, ...)
 	fputc('\n', stderr);
 }
 
-static int
-one_record(struct batch *b, const char *line, size_t len, int64_t lineno,
-    struct whk_err *err)
-{
-	struct whk_stored_event ev;
-	struct whk_err why;
-	char id[256];
-	int rc;
+/* A record read from stdin, waiting to be looked up with others. */
+struct rec {
+	int64_t	 lineno;
+	size_t	 id;		/* in the id text; NO_ID: rejected, or blank */
+	char	*why;		/* the rejection; NULL: none */
+};
 
-	if ((rc = whk_record_field(line, len, "event", id, sizeof(id),
-	    &why)) == -1) {
-		if (why.status != WHK_EXIT_PARTIAL) {
-			*err = why;
-			return -1;
-		}
-		reject(b, lineno, "%s", why.msg);
-		return 0;
-	}
-	if (rc == 0) {
-		reject(b, lineno, "no \"event\" id in the record");
-		return 0;
-	}
-	/* Lookups outside a transaction would lock and unlock per event. */
-	if (begin(b, err) == -1)
-		return -1;
-	if ((rc = whk_store_event_find(b->store, id, &ev, err)) == -1)
-		return -1;
-	if (rc == 1) {
-		reject(b, lineno, "no event '%s' in the store", id);
-		return 0;
-	}
-	rc = route(b, &ev, err);
-	whk_stored_event_clear(&ev);
-	return rc;
+#define NO_ID	SIZE_MAX
+
+struct recs {
+	struct rec	 r[LOOKUP];
+	size_t		 n;
+	struct whk_buf	 ids;		/* NUL-terminated, one after another */
+	const char	*idv[LOOKUP];	/* of those being looked up */
+	size_t		 map[LOOKUP];	/* which record each of those is */
+};
+
+static void
+recs_reset(struct recs *rs)
+{
+	size_t i;
+
+	for (i = 0; i < rs->n; i++)
+		free(rs->r[i].why);
+	rs->n = 0;
+	whk_buf_reset(&rs->ids);
 }
 
 static int
@@ -826,19 +823,123 @@ blank(const char *s, size_t n)
 	return n == 0;
 }
 
+/* Keep a line's event id, or why it has none, for the next lookup. */
+static int
+take_record(struct recs *rs, const char *line, size_t len, int too_long,
+    int64_t lineno, struct whk_err *err)
+{
+	struct rec *r = &rs->r[rs->n];
+	struct whk_err why;
+	char id[256];
+	int rc;
+
+	r->lineno = lineno;
+	r->id = NO_ID;
+	r->why = NULL;
+	if (too_long) {
+		if (asprintf(&r->why, "longer than %d bytes", MAX_RECORD) == -1)
+			return oom(err);
+	} else if (!blank(line, len)) {
+		if ((rc = whk_record_field(line, len, "event", id, sizeof(id),
+		    &why)) == -1 && why.status != WHK_EXIT_PARTIAL) {
+			*err = why;
+			return -1;
+		}
+		if (rc == 1) {
+			r->id = rs->ids.len;
+			whk_buf_add(&rs->ids, id, strlen(id) + 1);
+			if (rs->ids.oom)
+				return oom(err);
+		} else if ((r->why = strdup(rc == -1 ? why.msg :
+		    "no \"event\" id in the record")) == NULL)
+			return oom(err);
+	}
+	rs->n++;
+	return 0;
+}
+
+/*
+ * Look up the events of records [from, n) in one statement: a statement
+ * per event cost more than finding the event.
+ */
+static int
+lookup(struct batch *b, struct recs *rs, size_t from, size_t *nv,
+    struct whk_err *err)
+{
+	size_t i;
+
+	*nv = 0;
+	for (i = from; i < rs->n; i++) {
+		if (rs->r[i].id == NO_ID)
+			continue;
+		rs->idv[*nv] = rs->ids.data + rs->r[i].id;
+		rs->map[i] = (*nv)++;
+	}
+	if (*nv == 0)
+		return 0;
+	/* Lookups outside a transaction would lock and unlock per batch. */
+	if (begin(b, err) == -1)
+		return -1;
+	return whk_store_events_find(b->store, rs->idv, *nv, b->evs,
+	    &b->evtext, err);
+}
+
+/*
+ * Route the records in their order.  An event is looked up in the
+ * transaction that routes it, as if alone: after a commit, the events
+ * of the records left are read again, so that what the commit marked
+ * routed is seen as such.
+ */
+static int
+records(struct batch *b, struct recs *rs, struct whk_err *err)
+{
+	const struct whk_stored_event *ev;
+	struct rec *r;
+	size_t i = 0, nv;
+	int64_t commits;
+
+	while (i < rs->n) {
+		if (lookup(b, rs, i, &nv, err) == -1)
+			return -1;
+		commits = b->commits;
+		for (; i < rs->n && b->commits == commits; i++) {
+			r = &rs->r[i];
+			if (r->why)
+				reject(b, r->lineno, "%s", r->why);
+			else if (r->id != NO_ID) {
+				ev = &b->evs[rs->map[i]];
+				if (ev->seq == 0)
+					reject(b, r->lineno, "no event '%s' in "
+					    "the store", rs->ids.data + r->id);
+				else if (route(b, ev, err) == -1)
+					return -1;
+			}
+			if (tick(b, err) == -1)
+				return -1;
+		}
+	}
+	return 0;
+}
+
 /* Records on stdin: windows are honoured while input is awaited. */
 static int
 stream(struct batch *b, struct whk_err *err)
 {
 	struct whk_lines r;
+	struct whk_err why;
+	struct recs *rs;
 	const char *line;
 	size_t len;
 	int64_t wait;
-	int rc = 0, too_long;
+	int rc = 0, more = 1, too_long, failed;
 
-	if (whk_lines_init(&r, STDIN_FILENO, MAX_RECORD) == -1)
+	if ((rs = calloc(1, sizeof(*rs))) == NULL ||
+	    (b->evs = calloc(LOOKUP, sizeof(*b->evs))) == NULL ||
+	    whk_lines_init(&r, STDIN_FILENO, MAX_RECORD) == -1) {
+		free(rs);
 		return oom(err);
-	while (!stop) {
+	}
+	while (!stop && more) {
 		if (!whk_lines_ready(&r)) {
 			/* Input paused: send what need not wait, commit. */
 			if (flush_due(b, 0, 1, &wait, err) == -1 ||
@@ -852,21 +953,33 @@ stream(struct batch *b, struct whk_err *err)
 			if (whk_lines_wait(&r, (int)wait) != 1)
 				continue;
 		}
-		if ((rc = whk_lines_next(&r, &line, &len, &too_long, err)) <= 0)
+		/* What is there already, taken together; never waited for. */
+		do {
+			if ((rc = whk_lines_next(&r, &line, &len, &too_long,
+			    err)) <= 0) {
+				more = 0;
+				break;
+			}
+			rc = take_record(rs, line, len, too_long, r.lineno,
+			    err);
+		} while (rc == 0 && !stop && rs->n < LOOKUP &&
+		    whk_lines_ready(&r));
+		/* The lines before a failure are handled first, as ever. */
+		if ((failed = rc == -1))
+			why = *err;
+		rc = records(b, rs, err);
+		recs_reset(rs);
+		if (rc == -1)
 			break;
-		if (too_long)
-			reject(b, r.lineno, "longer than %d bytes", MAX_RECORD);
-		else if (!blank(line, len) &&
-		    one_record(b, line, len, r.lineno, err) == -1) {
-			rc = -1;
-			break;
-		}
-		if (tick(b, err) == -1) {
+		if (failed) {
+			*err = why;
 			rc = -1;
 			break;
 		}
 	}
 	whk_lines_free(&r);
+	whk_buf_free(&rs->ids);
+	free(rs);
 	if (rc == -1)
 		return -1;
 	return flush_due(b, 1, 0, NULL, err);
@@ -882,14 +995,14 @@ pending(struct batch *b, int64_t limit, struct whk_err *err)
 	size_t i, n, max;
 	int rc = 0;
 
-	if ((evs = calloc(CHUNK, sizeof(*evs))) == NULL)
+	if ((evs = b->evs = calloc(CHUNK, sizeof(*evs))) == NULL)
 		return oom(err);
 	while (!stop && (limit == 0 || taken < limit)) {
 		max = CHUNK;
 		if (limit > 0 && (int64_t)max > limit - taken)
 			max = (size_t)(limit - taken);
 		if (whk_store_events_unrouted(b->store, after, evs, max, &n,
-		    err) == -1) {
+		    &b->evtext, err) == -1) {
 			rc = -1;
 			break;
 		}
@@ -899,8 +1012,6 @@ pending(struct batch *b, int64_t limit, struct whk_err *err)
 			after = evs[i].seq;
 			rc = route(b, &evs[i], err);
 		}
-		for (i = 0; i < n; i++)
-			whk_stored_event_clear(&evs[i]);
 		taken += (int64_t)n;
 		if (rc == -1)
 			break;
@@ -909,7 +1020,6 @@ pending(struct batch *b, int64_t limit, struct whk_err *err)
 			break;
 		}
 	}
-	free(evs);
 	if (rc == -1)
 		return -1;
 	if (flush_due(b, b->dry_run, 1, NULL, err) == -1)
@@ -1029,6 +1139,8 @@ main(int argc, char *argv[])
 	free(b.routed_seqs);
 	free(b.seqs);
 	free(b.linked);
+	free(b.evs);
+	whk_buf_free(&b.evtext);
 	if (fflush(stdout) == EOF || ferror(stdout)) {
 		warnx_("write error: %s", strerror(errno));
 		return WHK_EXIT_SYSTEM;

@@ -744,6 +744,14 @@ whk_record_field(const char *line, size_t len, const char *name, char *out,
 		return -1;
 	if (sc.wanted.p == NULL || sc.wanted.kind != '"')
 		return 0;
+	/* Without escapes, the text is the value (line_check saw no NUL). */
+	if (!sc.wanted.escaped) {
+		if (sc.wanted.n >= outsz)
+			return 0;
+		memcpy(out, sc.wanted.p, sc.wanted.n);
+		out[sc.wanted.n] = '\0';
+		return 1;
+	}
 	v = span_jv(&sc.wanted);
 	/* "a\u0000b" is no id, and must not pass for "a". */
 	if (jv_get_kind(v) == JV_KIND_STRING &&

@@ -192,6 +192,7 @@ enum stmt {
 	S_ENDPOINT_DELETE,
 	S_ENDPOINT_RETIRE,
 	S_EVENT_FIND,
+	S_EVENT_SPAN,
 	S_EVENTS_UNROUTED,
 	S_ENDPOINTS_STAMP,
 	S_WEBHOOK_CREATE,
@@ -269,9 +270,19 @@ static const char *sql[S_COUNT] = {
 	    " disabled_at = coalesce(disabled_at, ?2),"
 	    " disabled_reason = coalesce(disabled_reason, 'removed'),"
 	    " updated_at = ?2 WHERE id = ?1",
-	[S_EVENT_FIND] = "SELECT seq, id, type, tenant, received_at,"
-	    " NOT EXISTS(SELECT 1 FROM unrouted u WHERE u.seq = events.seq),"
-	    " body FROM events WHERE id = ?1",
+	/* Many ids in one statement: statements cost more than rows. */
+	[S_EVENT_FIND] = "SELECT e.seq, e.id, e.type, e.tenant,"
+	    " e.received_at,"
+	    " NOT EXISTS(SELECT 1 FROM unrouted u WHERE u.seq = e.seq),"
+	    " e.body, j.key FROM json_each(?1) j"
+	    " JOIN events e ON e.id = j.value",
+	/* The events stored from the one named on: most records' order. */
+	[S_EVENT_SPAN] = "SELECT e.seq, e.id, e.type, e.tenant,"
+	    " e.received_at,"
+	    " NOT EXISTS(SELECT 1 FROM unrouted u WHERE u.seq = e.seq),"
+	    " e.body FROM events e"
+	    " WHERE e.seq >= (SELECT seq FROM events WHERE id = ?1)"
+	    " ORDER BY e.seq LIMIT ?2",
 	[S_EVENTS_UNROUTED] = "SELECT e.seq, e.id, e.type, e.tenant,"
 	    " e.received_at, 0, e.body FROM unrouted u"
 	    " JOIN events e ON e.seq = u.seq WHERE u.seq > ?1"
@@ -292,8 +303,7 @@ static const char *sql[S_COUNT] = {
 	    " JOIN webhook_events w ON w.event_seq = j.value"
 	    " AND w.endpoint_id = ?2 WHERE w.webhook_seq = ?3",
 	[S_WEBHOOK_SEQS] = "UPDATE webhooks SET event_seqs = ?2 WHERE seq = ?1",
-	[S_EVENTS_ROUTED] = "DELETE FROM unrouted WHERE seq IN"
-	    " (SELECT value FROM json_each(?1))",
+	[S_EVENTS_ROUTED] = "DELETE FROM unrouted WHERE seq BETWEEN ?1 AND ?2",
 	[S_WEBHOOK_FINISH] = "UPDATE webhooks SET events = ?2, bytes = ?3,"
 	    " body = coalesce(?4, body), body_kind = CASE WHEN ?4 IS NULL"
 	    " THEN body_kind ELSE 0 END WHERE seq = ?1",
@@ -393,6 +403,10 @@ struct whk_store {
 	struct whk_buf	 scratch;
 	int64_t		*sorted;	/* seq_array's */
 	size_t		 capsorted;
+	size_t		*offs;		/* where events' strings go */
+	size_t		 capoffs;
+	size_t		*idx;		/* events_span's hash of ids */
+	size_t		 capidx;
 };
 
 /*
@@ -627,6 +641,8 @@ whk_store_close(struct whk_store *s)
 	sqlite3_close(s->db);
 	whk_buf_free(&s->scratch);
 	free(s->sorted);
+	free(s->offs);
+	free(s->idx);
 	free(s->path);
 	free(s);
 }
@@ -954,83 +970,214 @@ whk_store_endpoint_each(struct whk_store *s, whk_endpoint_fn fn, void *arg,
 	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
 }
 
-void
-whk_stored_event_clear(struct whk_stored_event *e)
+#define NO_TEXT SIZE_MAX
+
+/* Where column i's text goes in text, NUL-terminated; NO_TEXT for NULL. */
+static size_t
+column_keep(sqlite3_stmt *st, int i, struct whk_buf *text)
 {
-	free(e->type);
-	free(e->tenant);
-	free(e->body);
-	memset(e, 0, sizeof(*e));
+	const unsigned char *t = sqlite3_column_text(st, i);
+	size_t at = text->len;
+
+	if (t == NULL)
+		return NO_TEXT;
+	whk_buf_add(text, t, (size_t)sqlite3_column_bytes(st, i) + 1);
+	return at;
 }
 
-static int
-event_row(sqlite3_stmt *st, struct whk_stored_event *e)
+static char *
+text_at(struct whk_buf *text, size_t off)
 {
-	const void *body;
+	return off == NO_TEXT ? NULL : text->data + off;
+}
 
-	memset(e, 0, sizeof(*e));
+/* The event of the query's row into e, its strings at offs in text. */
+static void
+event_keep(sqlite3_stmt *st, struct whk_stored_event *e, size_t *offs,
+    struct whk_buf *text)
+{
 	e->seq = sqlite3_column_int64(st, 0);
 	snprintf(e->id, sizeof(e->id), "%s", sqlite3_column_text(st, 1));
-	e->type = column_dup(st, 2);
-	e->tenant = column_dup(st, 3);
 	e->received_at = sqlite3_column_int64(st, 4);
 	e->routed = sqlite3_column_int(st, 5);
-	body = sqlite3_column_text(st, 6);
+	offs[0] = column_keep(st, 2, text);
+	offs[1] = column_keep(st, 3, text);
+	offs[2] = column_keep(st, 6, text);
 	e->body_len = (size_t)sqlite3_column_bytes(st, 6);
-	if ((e->body = malloc(e->body_len + 1)) == NULL ||
-	    (sqlite3_column_type(st, 2) != SQLITE_NULL && e->type == NULL) ||
-	    (sqlite3_column_type(st, 3) != SQLITE_NULL && e->tenant == NULL)) {
-		whk_stored_event_clear(e);
-		return -1;
+}
+
+/*
+ * The strings of a batch of events share one buffer instead of three
+ * allocations each; since it moves as it grows, they are placed by
+ * offset first, and pointed to once all are in.
+ */
+static int
+events_place(struct whk_store *s, struct whk_stored_event *out, size_t n,
+    struct whk_buf *text, struct whk_err *err)
+{
+	size_t k;
+
+	if (text->oom)
+		return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+	for (k = 0; k < n; k++) {
+		if (out[k].seq == 0)
+			continue;
+		out[k].type = text_at(text, s->offs[3 * k]);
+		out[k].tenant = text_at(text, s->offs[3 * k + 1]);
+		/* The column is NOT NULL: an empty body at worst. */
+		out[k].body = s->offs[3 * k + 2] == NO_TEXT ? "" :
+		    text_at(text, s->offs[3 * k + 2]);
 	}
-	memcpy(e->body, body, e->body_len);
-	e->body[e->body_len] = '\0';
 	return 0;
 }
 
-int
-whk_store_event_find(struct whk_store *s, const char *id,
-    struct whk_stored_event *e, struct whk_err *err)
+static int
+events_begin(struct whk_store *s, struct whk_stored_event *out, size_t n,
+    struct whk_buf *text, struct whk_err *err)
 {
-	sqlite3_stmt *st = stmt(s, S_EVENT_FIND, err);
+	size_t *o;
+
+	whk_buf_reset(text);
+	memset(out, 0, n * sizeof(*out));
+	if (n > s->capoffs) {
+		if ((o = reallocarray(s->offs, n, 3 * sizeof(*o))) == NULL)
+			return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		s->offs = o;
+		s->capoffs = n;
+	}
+	return 0;
+}
+
+static uint64_t
+id_hash(const char *p)
+{
+	uint64_t h = 14695981039346656037ULL;
+
+	for (; *p; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	return h;
+}
+
+/*
+ * Records come mostly in the order their events were stored: the events
+ * from the first record's on are read in one range, and each goes to the
+ * records that name its id.  Those it leaves, a duplicate's record naming
+ * an older event say, are found by id.
+ */
+static int
+events_span(struct whk_store *s, const char *const *ids, size_t n,
+    struct whk_stored_event *out, struct whk_buf *text, struct whk_err *err)
+{
+	sqlite3_stmt *st;
+	const char *id;
+	size_t i, h, nb, *head, *next, *v;
 	int rc;
 
-	memset(e, 0, sizeof(*e));
-	if (st == NULL)
+	for (nb = 1; nb < 2 * n; nb *= 2)
+		;
+	if (nb + n > s->capidx) {
+		if ((v = reallocarray(s->idx, nb + n, sizeof(*v))) == NULL)
+			return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		s->idx = v;
+		s->capidx = nb + n;
+	}
+	head = s->idx;
+	next = s->idx + nb;
+	for (i = 0; i < nb; i++)
+		head[i] = SIZE_MAX;
+	for (i = n; i-- > 0; ) {
+		h = id_hash(ids[i]) & (nb - 1);
+		next[i] = head[h];
+		head[h] = i;
+	}
+	if ((st = stmt(s, S_EVENT_SPAN, err)) == NULL)
 		return -1;
-	bind_text(st, 1, id);
-	rc = sqlite3_step(st);
-	if (rc == SQLITE_ROW && event_row(st, e) == -1) {
-		sqlite3_reset(st);
-		return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+	sqlite3_bind_text(st, 1, ids[0], -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 2, (int64_t)n);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		if ((id = (const char *)sqlite3_column_text(st, 1)) == NULL)
+			continue;
+		for (i = head[id_hash(id) & (nb - 1)]; i != SIZE_MAX;
+		    i = next[i])
+			if (strcmp(ids[i], id) == 0)
+				event_keep(st, &out[i], &s->offs[3 * i], text);
 	}
 	sqlite3_reset(st);
-	if (rc == SQLITE_ROW)
+	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
+}
+
+int
+whk_store_events_find(struct whk_store *s, const char *const *ids, size_t n,
+    struct whk_stored_event *out, struct whk_buf *text, struct whk_err *err)
+{
+	sqlite3_stmt *st;
+	size_t i, left = 0, *map;
+	int64_t k;
+	int rc;
+
+	if (n == 0)
 		return 0;
-	return rc == SQLITE_DONE ? 1 : fail(s, err, rc, "store");
+	if (events_begin(s, out, n, text, err) == -1 ||
+	    events_span(s, ids, n, out, text, err) == -1)
+		return -1;
+	/* The rest by id: json_each's key says which of those left. */
+	map = s->idx;
+	whk_buf_reset(&s->scratch);
+	whk_buf_add(&s->scratch, "[", 1);
+	for (i = 0; i < n; i++) {
+		if (out[i].seq != 0)
+			continue;
+		if (left > 0)
+			whk_buf_add(&s->scratch, ",", 1);
+		whk_buf_json_str(&s->scratch, ids[i]);
+		map[left++] = i;
+	}
+	whk_buf_add(&s->scratch, "]", 1);
+	if (s->scratch.oom)
+		return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+	if (left > 0) {
+		if ((st = stmt(s, S_EVENT_FIND, err)) == NULL)
+			return -1;
+		sqlite3_bind_text(st, 1, s->scratch.data,
+		    (int)s->scratch.len, SQLITE_STATIC);
+		while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+			k = sqlite3_column_int64(st, 7);
+			if (k < 0 || (uint64_t)k >= left)
+				continue;
+			i = map[k];
+			event_keep(st, &out[i], &s->offs[3 * i], text);
+		}
+		sqlite3_reset(st);
+		if (rc != SQLITE_DONE)
+			return fail(s, err, rc, "store");
+	}
+	return events_place(s, out, n, text, err);
 }
 
 int
 whk_store_events_unrouted(struct whk_store *s, int64_t after,
-    struct whk_stored_event *out, size_t max, size_t *n, struct whk_err *err)
+    struct whk_stored_event *out, size_t max, size_t *n, struct whk_buf *text,
+    struct whk_err *err)
 {
-	sqlite3_stmt *st = stmt(s, S_EVENTS_UNROUTED, err);
-	int rc;
+	sqlite3_stmt *st;
+	int rc = SQLITE_DONE;
 
 	*n = 0;
-	if (st == NULL)
+	if (max == 0)
+		return 0;
+	if (events_begin(s, out, max, text, err) == -1 ||
+	    (st = stmt(s, S_EVENTS_UNROUTED, err)) == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, after);
 	sqlite3_bind_int64(st, 2, (int64_t)max);
-	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
-		if (event_row(st, &out[*n]) == -1) {
-			sqlite3_reset(st);
-			return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
-		}
+	while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW) {
+		event_keep(st, &out[*n], &s->offs[3 * *n], text);
 		(*n)++;
 	}
 	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
+	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+		return fail(s, err, rc, "store");
+	return events_place(s, out, *n, text, err);
 }
 
 static int
@@ -1064,9 +1211,9 @@ seq_cmp(const void *a, const void *b)
 	return x < y ? -1 : x > y;
 }
 
-/* A JSON array of seqs in ascending order, as webhooks.event_seqs has. */
+/* Seqs in ascending order, into s->sorted. */
 static int
-seq_array(struct whk_store *s, const int64_t *seqs, size_t n,
+seq_sort(struct whk_store *s, const int64_t *seqs, size_t n,
     struct whk_err *err)
 {
 	int64_t *v;
@@ -1079,7 +1226,24 @@ seq_array(struct whk_store *s, const int64_t *seqs, size_t n,
 		s->capsorted = n;
 	}
 	memcpy(s->sorted, seqs, n * sizeof(*seqs));
-	qsort(s->sorted, n, sizeof(*s->sorted), seq_cmp);
+	/* Events are mostly grouped in the order they were stored. */
+	for (i = 1; i < n; i++)
+		if (seqs[i] < seqs[i - 1]) {
+			qsort(s->sorted, n, sizeof(*s->sorted), seq_cmp);
+			break;
+		}
+	return 0;
+}
+
+/* A JSON array of seqs in ascending order, as webhooks.event_seqs has. */
+static int
+seq_array(struct whk_store *s, const int64_t *seqs, size_t n,
+    struct whk_err *err)
+{
+	size_t i;
+
+	if (seq_sort(s, seqs, n, err) == -1)
+		return -1;
 	whk_buf_reset(&s->scratch);
 	whk_buf_add(&s->scratch, "[", 1);
 	for (i = 0; i < n; i++) {
@@ -1177,15 +1341,28 @@ whk_store_events_routed(struct whk_store *s, const int64_t *seqs, size_t n,
     struct whk_err *err)
 {
 	sqlite3_stmt *st;
+	size_t i, j;
 
 	if (n == 0)
 		return 0;
-	if (seq_array(s, seqs, n, err) == -1 ||
-	    (st = stmt(s, S_EVENTS_ROUTED, err)) == NULL)
+	if (seq_sort(s, seqs, n, err) == -1)
 		return -1;
-	sqlite3_bind_text(st, 1, s->scratch.data, (int)s->scratch.len,
-	    SQLITE_STATIC);
-	return step_done(s, st, err);
+	/*
+	 * The events of a commit are mostly consecutive: a run of them is
+	 * one range, where a list costs a sort and a seek for each.
+	 */
+	for (i = 0; i < n; i = j) {
+		for (j = i + 1; j < n && s->sorted[j] <= s->sorted[j - 1] + 1;
+		    j++)
+			;
+		if ((st = stmt(s, S_EVENTS_ROUTED, err)) == NULL)
+			return -1;
+		sqlite3_bind_int64(st, 1, s->sorted[i]);
+		sqlite3_bind_int64(st, 2, s->sorted[j - 1]);
+		if (step_done(s, st, err) == -1)
+			return -1;
+	}
+	return 0;
 }
 
 int

@@ -311,28 +311,34 @@ int	 whk_store_endpoint_each(struct whk_store *, whk_endpoint_fn, void *,
 int	 whk_store_event_add(struct whk_store *, const struct whk_event *,
 	    char id[WHK_ID_LEN], int *duplicate, struct whk_err *);
 
-/* An event as the store holds it. */
+/*
+ * An event as the store holds it.  Read in batches: the strings of a
+ * batch live in the buffer given for it, until its next use.
+ */
 struct whk_stored_event {
-	int64_t	 seq;
-	char	 id[WHK_ID_LEN];
-	char	*type;
-	char	*tenant;
-	int64_t	 received_at;
-	int	 routed;		/* whk-batch has handled it */
-	char	*body;			/* NUL-terminated */
-	size_t	 body_len;
+	int64_t		 seq;		/* 0: no such event */
+	char		 id[WHK_ID_LEN];
+	const char	*type;
+	const char	*tenant;
+	int64_t		 received_at;
+	int		 routed;	/* whk-batch has handled it */
+	const char	*body;		/* NUL-terminated */
+	size_t		 body_len;
 };
-void	 whk_stored_event_clear(struct whk_stored_event *);
-/* 0 and the event, 1 when there is none with that id, -1 on error. */
-int	 whk_store_event_find(struct whk_store *, const char *id,
-	    struct whk_stored_event *, struct whk_err *);
+/*
+ * The events named by ids[0..n) into out[0..n), in one go; out[i].seq is
+ * 0 when the store holds no event ids[i].
+ */
+int	 whk_store_events_find(struct whk_store *, const char *const *ids,
+	    size_t n, struct whk_stored_event *out, struct whk_buf *text,
+	    struct whk_err *);
 /*
  * Up to max events not yet routed with seq > after, oldest first, into
- * out (which the caller clears); *n receives how many.
+ * out; *n receives how many.
  */
 int	 whk_store_events_unrouted(struct whk_store *, int64_t after,
 	    struct whk_stored_event *out, size_t max, size_t *n,
-	    struct whk_err *);
+	    struct whk_buf *text, struct whk_err *);
 int	 whk_store_events_routed(struct whk_store *, const int64_t *seqs,
 	    size_t n, struct whk_err *);
 /* Changes whenever an endpoint is added, changed or removed. */

@@ -631,6 +631,38 @@ t3|$t3"
 	assert_equal "$stderr" "whk-batch: 4 events: 6 webhooks made of 8, 0 matched no endpoint, 1 already routed, 0 taken by another batcher, 0 wait for a window"
 }
 
+@test "a record repeated right after its event's routing committed is known as routed, though read in one go with it" {
+	ep a
+	events 10000 | whk-ingest >recs
+	# Each record twice in a row; commits under load fall between two.
+	awk '{ print; print }' recs >twice
+	run --separate-stderr whk-batch -v <twice
+	assert_success
+	assert_equal "$stderr" "whk-batch: 10000 events: 10000 webhooks made of 10000, 0 matched no endpoint, 10000 already routed, 0 taken by another batcher, 0 wait for a window"
+	[ "$(sql 'SELECT max(seq) FROM webhooks')" -eq 10000 ]
+}
+
+@test "records out of storage order, repeated or naming no event: each found, each pair once" {
+	ep a
+	ep b --batch 7
+	events 600 | whk-ingest >recs
+	{
+		sed -n '301,600p' recs
+		sed -n '1,300p' recs | tac
+		sed -n '1p;450p' recs
+		echo '{"event":"evt_nope"}'
+		sed -n '600p' recs
+	} >in
+	run --separate-stderr whk-batch -v <in
+	assert_failure 1
+	echo "$output" >out
+	assert_equal "$stderr" "whk-batch: line 603: no event 'evt_nope' in the store
+whk-batch: 600 events: 686 webhooks made of 1200, 0 matched no endpoint, 3 already routed, 0 taken by another batcher, 0 wait for a window"
+	[ "$(sql 'SELECT count(*) FROM webhook_events')" -eq 1200 ]
+	[ "$(sql 'SELECT count(*) FROM unrouted')" -eq 0 ]
+	consistent out
+}
+
 # --- options ---------------------------------------------------------------
 
 @test "--dry-run shows what would be made and writes nothing" {
