@@ -101,6 +101,7 @@ struct rep {
 	int64_t			 id;
 	char			*name;
 	int			 disabled;
+	int64_t			 changed_at;	/* enabled or set last */
 	struct whk_schedule	 sched;		/* its own; n 0: none */
 	int			 health_known;
 	struct whk_health	 health;
@@ -171,6 +172,7 @@ collect(const struct whk_endpoint *e, void *arg)
 	memset(ep, 0, sizeof(*ep));
 	ep->id = e->id;
 	ep->disabled = e->disabled_at != 0;
+	ep->changed_at = e->updated_at;
 	if ((ep->name = strdup(e->name)) == NULL)
 		return -1;
 	/* whk-endpoint checked it; a schedule gone bad keeps the default. */
@@ -398,6 +400,9 @@ gate(struct retry *r, struct rep *ep, const char **reason,
 	}
 	if (!ep->health.tripped)
 		return 1;
+	/* An endpoint enabled or changed since gets a fresh start. */
+	if (ep->health.failing_since < ep->changed_at)
+		ep->health.failing_since = ep->changed_at;
 	if (r->disable_after > 0 && ep->health.failing_since > 0 &&
 	    r->now - ep->health.failing_since >= r->disable_after) {
 		whk_buf_json_time(&t, ep->health.failing_since);
