@@ -1,7 +1,7 @@
 #!/usr/bin/env bats
-# Shell completions of whk-ingest, whk-endpoint, whk-batch and
-# whk-deliver (completions/): bash completion offers commands, options and
-# endpoint names; every option of --help is completed by bash, zsh and
+# Shell completions of whk-ingest, whk-endpoint, whk-batch, whk-deliver
+# and whk-retry (completions/): bash completion offers commands, options
+# and endpoint names; every option of --help is completed by bash, zsh and
 # fish; the files parse.
 
 load helpers
@@ -45,6 +45,9 @@ complete_fish() {
 	run bash -n "$COMP/bash/whk-deliver"
 	assert_success
 	assert_output ""
+	run bash -n "$COMP/bash/whk-retry"
+	assert_success
+	assert_output ""
 }
 
 @test "bash completes commands, options and --format values" {
@@ -86,6 +89,40 @@ complete_fish() {
 	assert_output ""
 	run complete_bash whk-deliver 'whk-deliver -c '
 	assert_output ""
+	run complete_bash whk-endpoint 'whk-endpoint set a --sch'
+	assert_output "--schedule"
+	run complete_bash whk-endpoint 'whk-endpoint add a --schedule '
+	assert_output ""
+	run complete_bash whk-endpoint 'whk-endpoint set --schedule 1m '
+	assert_output ""
+}
+
+@test "bash completes the options of whk-retry's two modes" {
+	[ -f "$BASH_COMPLETION" ] || skip "bash-completion is not installed"
+	run complete_bash whk-retry 'whk-retry --n'
+	assert_success
+	assert_output "--now"
+	assert_equal "$(complete_bash whk-retry 'whk-retry --' | sort)" \
+		"$(printf '%s\n' --disable-after --dry-run --help --limit --now \
+			--quiet --schedule --store --trip-after --verbose --version)"
+	assert_equal "$(complete_bash whk-retry 'whk-retry --now --' | sort)" \
+		"$(printf '%s\n' --dry-run --endpoint --help --limit --quiet \
+			--since --status --store --until --verbose --version)"
+	assert_equal "$(complete_bash whk-retry 'whk-retry --schedule 1m --' | sort)" \
+		"$(printf '%s\n' --disable-after --dry-run --help --limit --quiet \
+			--schedule --store --trip-after --verbose --version)"
+	run complete_bash whk-retry 'whk-retry --status dead --n'
+	assert_output "--now"
+	run complete_bash whk-retry 'whk-retry --now --status '
+	assert_output "$(printf '%s\n' pending failed delivered dead)"
+	run complete_bash whk-retry 'whk-retry --now --status=d'
+	assert_output "$(printf '%s\n' delivered dead)"
+	run complete_bash whk-retry 'whk-retry --schedule '
+	assert_output ""
+	run complete_bash whk-retry 'whk-retry --now --since '
+	assert_output ""
+	run complete_bash whk-retry 'whk-retry --now msg_'
+	assert_output ""
 }
 
 @test "bash completes files for whk-ingest and --store" {
@@ -104,6 +141,10 @@ complete_fish() {
 	run complete_bash whk-deliver 'whk-deliver -s oth'
 	assert_output "other.db"
 	run complete_bash whk-deliver 'whk-deliver ev'
+	assert_output ""
+	run complete_bash whk-retry 'whk-retry -s oth'
+	assert_output "other.db"
+	run complete_bash whk-retry 'whk-retry --now ev'
 	assert_output ""
 }
 
@@ -151,9 +192,29 @@ complete_fish() {
 	assert_output ""
 }
 
+@test "bash completes endpoint names for whk-retry --endpoint" {
+	[ -f "$BASH_COMPLETION" ] || skip "bash-completion is not installed"
+	whk-endpoint add a https://example.com/ >/dev/null
+	whk-endpoint add b https://example.com/b >/dev/null
+	whk-endpoint -s other.db add c https://example.com/ >/dev/null
+	run complete_bash whk-retry 'whk-retry --now --endpoint '
+	assert_success
+	assert_output "$(printf '%s\n' a b)"
+	run complete_bash whk-retry 'whk-retry --now --endpoint=b'
+	assert_output "b"
+	run complete_bash whk-retry 'whk-retry -s other.db --now --endpoint '
+	assert_output "c"
+	run complete_bash whk-retry 'whk-retry --store=other.db --endpoint '
+	assert_output "c"
+	run complete_bash whk-retry 'whk-retry --now --endpoint a b'
+	assert_output ""
+	run complete_bash whk-retry 'whk-retry -s missing/x.db --endpoint '
+	assert_output ""
+}
+
 @test "every long option of --help is completed by bash, zsh and fish" {
 	local prog opt missing="" n=0
-	for prog in whk-ingest whk-endpoint whk-batch whk-deliver; do
+	for prog in whk-ingest whk-endpoint whk-batch whk-deliver whk-retry; do
 		for opt in $("$prog" --help | grep -o -- '--[a-z-]*' | sort -u); do
 			n=$((n + 1))
 			grep -Eq -- "(^|[^a-z-])$opt([^a-z-]|\$)" "$COMP/bash/$prog" ||
@@ -182,10 +243,13 @@ complete_fish() {
 	run zsh -n "$COMP/zsh/_whk-deliver"
 	assert_success
 	assert_output ""
+	run zsh -n "$COMP/zsh/_whk-retry"
+	assert_success
+	assert_output ""
 	run head -q -n 1 "$COMP/zsh/_whk-ingest" "$COMP/zsh/_whk-endpoint" \
-		"$COMP/zsh/_whk-batch" "$COMP/zsh/_whk-deliver"
+		"$COMP/zsh/_whk-batch" "$COMP/zsh/_whk-deliver" "$COMP/zsh/_whk-retry"
 	assert_output "$(printf '%s\n' '#compdef whk-ingest' '#compdef whk-endpoint' \
-		'#compdef whk-batch' '#compdef whk-deliver')"
+		'#compdef whk-batch' '#compdef whk-deliver' '#compdef whk-retry')"
 }
 
 @test "fish completion files parse and complete commands and names" {
@@ -200,6 +264,9 @@ complete_fish() {
 	assert_success
 	assert_output ""
 	run fish --no-config -n "$COMP/fish/whk-deliver.fish"
+	assert_success
+	assert_output ""
+	run fish --no-config -n "$COMP/fish/whk-retry.fish"
 	assert_success
 	assert_output ""
 	whk-endpoint add a https://example.com/ >/dev/null
@@ -224,4 +291,20 @@ complete_fish() {
 	assert_output "c"
 	run complete_fish whk-deliver 'whk-deliver --store=other.db --endpoint '
 	assert_output "c"
+	run complete_fish whk-endpoint 'whk-endpoint set a --sch'
+	assert_output "--schedule"
+	run complete_fish whk-retry 'whk-retry --n'
+	assert_output "--now"
+	run complete_fish whk-retry 'whk-retry --now --st'
+	assert_output "$(printf '%s\n' --status --store)"
+	run complete_fish whk-retry 'whk-retry --schedule 1m --st'
+	assert_output "--store"
+	run complete_fish whk-retry 'whk-retry --now --status '
+	assert_output "$(printf '%s\n' dead delivered failed pending)"
+	run complete_fish whk-retry 'whk-retry --now --endpoint '
+	assert_output "a"
+	run complete_fish whk-retry 'whk-retry -s other.db --now --endpoint '
+	assert_output "c"
+	run complete_fish whk-retry 'whk-retry --now '
+	assert_output ""
 }

@@ -7,7 +7,7 @@ function __whk_endpoint_args
     for t in (commandline -opc)[2..-1]
         if set -q skip[1]
             set skip
-        else if string match -qr -- '^(-s|--(store|url|secret|tenant|types|filter|group-by|template|batch|batch-bytes|window|timeout|concurrency|rate|header|format|reason|grace))$' $t
+        else if string match -qr -- '^(-s|--(store|url|secret|tenant|types|filter|group-by|template|batch|batch-bytes|window|timeout|concurrency|rate|schedule|header|format|reason|grace))$' $t
             set skip 1
         else if not string match -q -- '-*' $t
             echo $t
@@ -74,6 +74,7 @@ complete -c $c -n $addset -l window -x -d 'Keep a group open this long (default 
 complete -c $c -n $addset -l timeout -x -d 'Request timeout (default 15s)'
 complete -c $c -n $addset -l concurrency -x -d 'Requests in flight to it (default 8)'
 complete -c $c -n $addset -l rate -x -d 'At most N requests a second (0: no cap)'
+complete -c $c -n $addset -l schedule -x -d "Retry steps for whk-retry ('' for the default)"
 complete -c $c -n $addset -l header -x -d "Extra request header 'K: V'"
 complete -c $c -n $addset -l allow-private -d 'Allow private, loopback and link-local hosts'
 complete -c $c -n '__whk_endpoint_using set' -l no-allow-private -d 'Refuse private hosts again'
