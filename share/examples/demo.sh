@@ -73,18 +73,24 @@ step "whk-ingest <events.ndjson | whk-batch | whk-deliver"
 { whk-ingest <events.ndjson || :; } | whk-batch | whk-deliver ||
     echo "(exit $?: acme's receiver fails a first attempt)"
 if ! have whk-log; then
-	step "the failed attempts, and when each webhook is due again"
+	step "the failed attempts"
 	sqlite3 -header -column "$WHK_STORE" "select w.id as webhook,
-	    e.name as endpoint, a.n as attempt, a.status, a.error, w.state,
-	    strftime('%H:%M:%f', w.next_at / 1000.0, 'unixepoch') as next_at
+	    e.name as endpoint, a.n as attempt, a.status, a.error, w.state
 	    from attempts a join webhooks w on w.seq = a.webhook_seq
 	    join endpoints e on e.id = a.endpoint_id
 	    where a.outcome = 'failed' order by a.seq"
 fi
 
 if have whk-retry; then
+	step "whk-retry -v    # the slow lane schedules the failures (none due yet)"
+	whk-retry -v
 	step "WHK_NOW=+1m whk-retry | whk-deliver    # the cron line, a minute later"
-	WHK_NOW=$(( $(date +%s) + 60 )) whk-retry | whk-deliver || :
+	later=$(( $(date +%s) + 60 ))
+	WHK_NOW=$later whk-retry | WHK_NOW=$later whk-deliver || :
+	step "whk-retry --now ID | whk-deliver    # resend a delivered webhook by hand"
+	id=$(sqlite3 "$WHK_STORE" "select id from webhooks
+	    where state = 'delivered' order by seq limit 1")
+	whk-retry --now "$id" | whk-deliver || :
 fi
 if [ -n "$port" ]; then
 	step "what the receiver got (path, webhook-id, signature verified)"
