@@ -29,7 +29,7 @@
 #include "whk.h"
 
 #define HAND_MS		(10 * 60 * 1000)	/* a printed webhook's hand-out */
-#define CHUNK		1000			/* schedulings a transaction */
+#define CHUNK		8192			/* schedulings a transaction */
 #define MAX_RECORD	(64 * 1024)
 #define DEFAULT_TRIP	5
 #define DEFAULT_DISABLE	"5d"
@@ -335,7 +335,7 @@ read_records(struct retry *r, struct whk_err *err)
 static int
 schedule(struct retry *r, struct whk_err *err)
 {
-	struct whk_unscheduled rows[CHUNK];
+	static struct whk_unscheduled rows[CHUNK];
 	const struct whk_schedule *sch;
 	struct rep *ep;
 	int64_t after = 0, wait, next;
