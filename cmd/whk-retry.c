@@ -690,8 +690,8 @@ main(int argc, char *argv[])
 		oom(&err);
 	if (rc != 0 ||
 	    (piped && argc == 0 && read_records(&r, &err) == -1) ||
-	    (r.resend ? resend(&r, argv, argc, &err) :
-	    schedule(&r, &err) == -1 || emit(&r, &err)) == -1) {
+	    (r.resend ? resend(&r, argv, argc, &err) == -1 :
+	    (schedule(&r, &err) == -1 || emit(&r, &err) == -1))) {
 		warnx_("%s", err.msg);
 		status = err.status;
 	}
