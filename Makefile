@@ -27,7 +27,7 @@ PKG_LIBS   := $(shell pkg-config --libs $(PKGS) 2>/dev/null || \
 ALL_CFLAGS  = $(STD) $(WARN) $(CFLAGS) $(SANFLAGS) $(PKG_CFLAGS) -Ilib
 LIBS	    = $(PKG_LIBS) -ljq -lm -pthread
 
-PROGS	 = whk-ingest whk-endpoint whk-batch whk-deliver whk-retry
+PROGS	 = whk-ingest whk-endpoint whk-batch whk-deliver whk-retry whk-log
 LIBSRC	 = lib/util.c lib/lines.c lib/json.c lib/store.c lib/http.c lib/sign.c \
 	   lib/backoff.c
 OBJDIR	 = build/$(MODE)

@@ -1586,3 +1586,61 @@ whk_jq_apply(struct whk_jq *q, const char *text, size_t len,
 	jv_free(r);
 	return out->oom ? whk_error(err, WHK_EXIT_SYSTEM, "out of memory") : 0;
 }
+
+/*
+ * Apply q to one JSON text and write every output as compact JSON, a line
+ * each, as "jq -c" would.  A jq error stops the record: WHK_EXIT_PARTIAL.
+ */
+int
+whk_jq_each(struct whk_jq *q, const char *text, size_t len,
+    struct whk_buf *out, struct whk_err *err)
+{
+	jv in, r, msg;
+
+	in = jv_parse_sized(text, (int)len);
+	if (!jv_is_valid(in)) {
+		jv_free(in);
+		return whk_error(err, WHK_EXIT_PARTIAL, "%s: input is not JSON",
+		    q->what);
+	}
+	q->msg[0] = '\0';
+	jq_start(q->jq, in, 0);
+	while (jv_is_valid(r = jq_next(q->jq))) {
+		r = jv_dump_string(r, 0);
+		whk_buf_add(out, jv_string_value(r),
+		    (size_t)jv_string_length_bytes(jv_copy(r)));
+		whk_buf_add(out, "\n", 1);
+		jv_free(r);
+	}
+	msg = jv_invalid_get_msg(r);
+	if (jv_get_kind(msg) == JV_KIND_NULL) {
+		jv_free(msg);
+		return out->oom ? whk_error(err, WHK_EXIT_SYSTEM,
+		    "out of memory") : 0;
+	}
+	if (jv_get_kind(msg) != JV_KIND_STRING)
+		msg = jv_dump_string(msg, 0);
+	whk_error(err, WHK_EXIT_PARTIAL, "%s: %s", q->what,
+	    jv_string_value(msg));
+	jv_free(msg);
+	return -1;
+}
+
+/* A JSON text laid out for people, by jq's own printer. */
+int
+whk_json_pretty(const char *text, size_t len, struct whk_buf *out,
+    struct whk_err *err)
+{
+	jv in = jv_parse_sized(text, (int)len), r;
+
+	if (!jv_is_valid(in)) {
+		jv_free(in);
+		return whk_error(err, WHK_EXIT_SYSTEM, "not JSON");
+	}
+	r = jv_dump_string(in, JV_PRINT_PRETTY | JV_PRINT_SPACE1);
+	whk_buf_add(out, jv_string_value(r),
+	    (size_t)jv_string_length_bytes(jv_copy(r)));
+	whk_buf_add(out, "\n", 1);
+	jv_free(r);
+	return out->oom ? whk_error(err, WHK_EXIT_SYSTEM, "out of memory") : 0;
+}

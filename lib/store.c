@@ -1810,3 +1810,415 @@ whk_store_endpoint_disable(struct whk_store *s, int64_t id,
 	bind_text(st, 3, reason);
 	return step_done(s, st, err);
 }
+
+/*
+ * whk-log's part: history as rows of named columns, for the program to
+ * render.  The listing's SQL is put together from fixed pieces, one per
+ * filter given, so that each query can ride its index; every value is
+ * bound, none is ever spliced into the text.
+ */
+static const char *log_select[] = {
+	[WHK_LOG_EVENTS] = "SELECT e.seq AS _seq, e.id AS event, e.key,"
+	    " e.type, e.tenant, e.received_at, NOT EXISTS(SELECT 1 FROM"
+	    " unrouted u WHERE u.seq = e.seq) AS routed, e.body FROM events e"
+	    " WHERE 1",
+	[WHK_LOG_WEBHOOKS] = "SELECT w.seq AS _seq, w.id AS webhook,"
+	    " p.name AS endpoint, w.state, w.events, w.bytes, w.attempts,"
+	    " w.created_at, w.next_at, w.delivered_at, w.last_status,"
+	    " w.last_error FROM webhooks w JOIN endpoints p"
+	    " ON p.id = w.endpoint_id WHERE 1",
+	[WHK_LOG_ATTEMPTS] = "SELECT a.seq AS _seq, w.id AS webhook,"
+	    " p.name AS endpoint, a.n AS attempt, a.kind, a.status, a.ms,"
+	    " a.outcome, a.error, a.id, a.started_at, a.retry_after%s"
+	    " FROM attempts a JOIN webhooks w ON w.seq = a.webhook_seq"
+	    " JOIN endpoints p ON p.id = a.endpoint_id WHERE 1",
+	[WHK_LOG_ENDPOINTS] = "SELECT p.id AS _seq, p.name AS endpoint, p.url,"
+	    " CASE WHEN p.disabled_at IS NULL THEN 'enabled' ELSE 'disabled'"
+	    " END AS state, p.disabled_reason,"
+	    " (SELECT count(*) FROM webhooks w WHERE w.endpoint_id = p.id"
+	    " AND w.state = 'pending') AS pending,"
+	    " (SELECT count(*) FROM webhooks w WHERE w.endpoint_id = p.id"
+	    " AND w.state = 'failed') AS failed,"
+	    " (SELECT count(*) FROM webhooks w WHERE w.endpoint_id = p.id"
+	    " AND w.state = 'delivered') AS delivered,"
+	    " (SELECT count(*) FROM webhooks w WHERE w.endpoint_id = p.id"
+	    " AND w.state = 'dead') AS dead"
+	    " FROM endpoints p WHERE p.removed_at IS NULL",
+};
+
+/* The webhooks holding event :ev (by id) or :key (by key). */
+#define HOLDING(col) \
+	"(SELECT x.webhook_seq FROM webhook_events x WHERE x.endpoint_id IN" \
+	" (SELECT id FROM endpoints) AND x.event_seq = (SELECT seq FROM" \
+	" events WHERE " col "))"
+
+static void
+log_sql(struct whk_buf *b, const struct whk_log_query *q)
+{
+	static const char *time_col[] = { "e.received_at", "w.created_at",
+	    "a.started_at", NULL };
+	int k = q->kind;
+
+	if (k == WHK_LOG_ATTEMPTS)
+		whk_buf_printf(b, log_select[k], q->with_response ?
+		    ", a.response" : "");
+	else
+		whk_buf_puts(b, log_select[k]);
+	if (q->endpoint)
+		whk_buf_puts(b, k == WHK_LOG_EVENTS ? " AND e.seq IN (SELECT"
+		    " event_seq FROM webhook_events WHERE endpoint_id = (SELECT"
+		    " id FROM endpoints WHERE name = :endpoint AND removed_at IS"
+		    " NULL))" : k == WHK_LOG_ENDPOINTS ? " AND p.name = :endpoint"
+		    : k == WHK_LOG_WEBHOOKS ? " AND w.endpoint_id = (SELECT id"
+		    " FROM endpoints WHERE name = :endpoint AND removed_at IS"
+		    " NULL)" : " AND a.endpoint_id = (SELECT id FROM endpoints"
+		    " WHERE name = :endpoint AND removed_at IS NULL)");
+	if (q->tenant)
+		whk_buf_puts(b, " AND e.tenant = :tenant");
+	if (q->type)
+		whk_buf_puts(b, " AND e.type = :type");
+	if (q->status)
+		whk_buf_puts(b, k == WHK_LOG_EVENTS ? (strcmp(q->status,
+		    "routed") == 0 ? " AND NOT EXISTS(SELECT 1 FROM unrouted u"
+		    " WHERE u.seq = e.seq)" : " AND e.seq IN (SELECT seq FROM"
+		    " unrouted)") : k == WHK_LOG_WEBHOOKS ?
+		    " AND w.state = :status" : k == WHK_LOG_ATTEMPTS ?
+		    " AND a.outcome = :status" : strcmp(q->status, "enabled") == 0 ?
+		    " AND p.disabled_at IS NULL" : " AND p.disabled_at IS NOT NULL");
+	if (q->since && time_col[k])
+		whk_buf_printf(b, " AND %s >= :since", time_col[k]);
+	if (q->until && time_col[k])
+		whk_buf_printf(b, " AND %s < :until", time_col[k]);
+	if (q->event || q->key) {
+		const char *holding = q->event ? HOLDING("id = :event") :
+		    HOLDING("key = :key");
+
+		if (k == WHK_LOG_EVENTS)
+			whk_buf_puts(b, q->event ? " AND e.id = :event" :
+			    " AND e.key = :key");
+		else if (k == WHK_LOG_WEBHOOKS)
+			whk_buf_printf(b, " AND w.seq IN %s", holding);
+		else
+			whk_buf_printf(b, " AND a.webhook_seq IN %s", holding);
+	}
+	if (q->webhook)
+		whk_buf_puts(b, k == WHK_LOG_EVENTS ? " AND e.seq IN (SELECT"
+		    " j.value FROM webhooks w, json_each(w.event_seqs) j"
+		    " WHERE w.id = :webhook)" : k == WHK_LOG_WEBHOOKS ?
+		    " AND w.id = :webhook" : " AND a.webhook_seq = (SELECT seq"
+		    " FROM webhooks WHERE id = :webhook)");
+	if (q->after > 0)
+		whk_buf_printf(b, " AND %s > :after", k == WHK_LOG_ATTEMPTS ?
+		    "a.seq" : k == WHK_LOG_WEBHOOKS ? "w.seq" : "e.seq");
+	if (k == WHK_LOG_ENDPOINTS)
+		whk_buf_puts(b, " ORDER BY p.name");
+	else
+		whk_buf_printf(b, " ORDER BY %s %s", k == WHK_LOG_EVENTS ?
+		    "e.seq" : k == WHK_LOG_WEBHOOKS ? "w.seq" : "a.seq",
+		    q->oldest_first ? "ASC" : "DESC");
+	if (q->limit > 0)
+		whk_buf_puts(b, " LIMIT :limit");
+}
+
+static void
+bind_named(sqlite3_stmt *st, const char *name, const char *v)
+{
+	int i = sqlite3_bind_parameter_index(st, name);
+
+	if (i > 0)
+		sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+}
+
+static void
+bind_named_int(sqlite3_stmt *st, const char *name, int64_t v)
+{
+	int i = sqlite3_bind_parameter_index(st, name);
+
+	if (i > 0)
+		sqlite3_bind_int64(st, i, v);
+}
+
+/* Each row of a prepared statement to fn, as named columns. */
+static int
+rows(struct whk_store *s, sqlite3_stmt *st, whk_row_fn fn, void *arg,
+    struct whk_err *err)
+{
+	struct whk_col cols[WHK_COLS_MAX];
+	int rc, n, i;
+
+	n = sqlite3_column_count(st);
+	if (n > WHK_COLS_MAX)
+		n = WHK_COLS_MAX;
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+		for (i = 0; i < n; i++) {
+			cols[i].name = sqlite3_column_name(st, i);
+			cols[i].i = 0;
+			cols[i].r = 0;
+			cols[i].s = NULL;
+			cols[i].len = 0;
+			switch (sqlite3_column_type(st, i)) {
+			case SQLITE_NULL:
+				cols[i].type = WHK_COL_NULL;
+				break;
+			case SQLITE_INTEGER:
+				cols[i].type = WHK_COL_INT;
+				cols[i].i = sqlite3_column_int64(st, i);
+				break;
+			case SQLITE_FLOAT:
+				cols[i].type = WHK_COL_REAL;
+				cols[i].r = sqlite3_column_double(st, i);
+				break;
+			default:
+				cols[i].type = WHK_COL_TEXT;
+				cols[i].s = (const char *)sqlite3_column_text(st,
+				    i);
+				cols[i].len = (size_t)sqlite3_column_bytes(st, i);
+				break;
+			}
+		}
+		if ((rc = fn(cols, n, arg)) != 0)
+			return rc == -1 ? whk_error(err, WHK_EXIT_SYSTEM,
+			    "out of memory") : 0;
+	}
+	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
+}
+
+int
+whk_store_log(struct whk_store *s, const struct whk_log_query *q,
+    whk_row_fn fn, void *arg, struct whk_err *err)
+{
+	struct whk_buf b = { 0 };
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	log_sql(&b, q);
+	if (b.oom) {
+		whk_buf_free(&b);
+		return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+	}
+	rc = sqlite3_prepare_v2(s->db, b.data, -1, &st, NULL);
+	whk_buf_free(&b);
+	if (rc != SQLITE_OK)
+		return fail(s, err, rc, "store");
+	bind_named(st, ":endpoint", q->endpoint);
+	bind_named(st, ":tenant", q->tenant);
+	bind_named(st, ":type", q->type);
+	bind_named(st, ":status", q->status);
+	bind_named(st, ":event", q->event);
+	bind_named(st, ":key", q->key);
+	bind_named(st, ":webhook", q->webhook);
+	bind_named_int(st, ":since", q->since);
+	bind_named_int(st, ":until", q->until);
+	bind_named_int(st, ":after", q->after);
+	bind_named_int(st, ":limit", q->limit);
+	rc = rows(s, st, fn, arg, err);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/*
+ * Aggregates for metrics, slo and stats: a latency in ms per row, summed
+ * into cumulative buckets by SQL, one row per endpoint (and outcome or
+ * state).
+ */
+#define BUCKETS_SQL(x) \
+	"sum(" x " IS NOT NULL) AS n, coalesce(sum(" x "), 0) AS sum," \
+	" sum(" x " <= 100), sum(" x " <= 250), sum(" x " <= 500)," \
+	" sum(" x " <= 1000), sum(" x " <= 2500), sum(" x " <= 5000)," \
+	" sum(" x " <= 10000), sum(" x " <= 30000), sum(" x " <= 60000)," \
+	" sum(" x " <= 300000), sum(" x " <= 900000), sum(" x " <= 3600000)"
+
+static const int64_t bucket_ms[WHK_BUCKETS] = {
+	100, 250, 500, 1000, 2500, 5000, 10000, 30000, 60000, 300000, 900000,
+	3600000
+};
+
+const int64_t *
+whk_buckets_ms(void)
+{
+	return bucket_ms;
+}
+
+static const char *agg_sql[] = {
+	/* Attempts by endpoint and outcome; first attempts' latency. */
+	[WHK_AGG_ATTEMPTS] = "SELECT p.name AS endpoint, x.outcome, count(*),"
+	    " " BUCKETS_SQL("x.lat") " FROM (SELECT a.endpoint_id, a.outcome,"
+	    " CASE WHEN a.n = 1 THEN a.started_at + coalesce(a.ms, 0) -"
+	    " (SELECT w.first_event_at FROM webhooks w WHERE w.seq ="
+	    " a.webhook_seq) END AS lat FROM attempts a WHERE a.started_at >="
+	    " :since) x JOIN endpoints p ON p.id = x.endpoint_id"
+	    " WHERE (:endpoint IS NULL OR p.name = :endpoint)"
+	    " GROUP BY x.endpoint_id, x.outcome ORDER BY p.name, x.outcome",
+	/* Webhooks by endpoint and state; delivery latency; oldest waiting. */
+	[WHK_AGG_WEBHOOKS] = "SELECT p.name AS endpoint, x.state, count(*),"
+	    " " BUCKETS_SQL("x.lat") ", min(x.waiting) FROM (SELECT"
+	    " w.endpoint_id, w.state, CASE WHEN w.delivered_at IS NOT NULL"
+	    " THEN w.delivered_at - w.first_event_at END AS lat, CASE WHEN"
+	    " w.state IN ('pending', 'failed') THEN w.first_event_at END"
+	    " AS waiting FROM webhooks w WHERE w.created_at >= :since) x"
+	    " JOIN endpoints p ON p.id = x.endpoint_id"
+	    " WHERE (:endpoint IS NULL OR p.name = :endpoint)"
+	    " GROUP BY x.endpoint_id, x.state ORDER BY p.name, x.state",
+	/* Events delivered within the bound, later, or not yet decided. */
+	[WHK_AGG_SLO] = "SELECT p.name AS endpoint, coalesce(sum(CASE WHEN"
+	    " w.delivered_at IS NOT NULL AND w.delivered_at - w.first_event_at"
+	    " <= :within THEN w.events END), 0) AS met, coalesce(sum(CASE WHEN"
+	    " (w.delivered_at IS NOT NULL AND w.delivered_at - w.first_event_at"
+	    " > :within) OR (w.delivered_at IS NULL AND :now - w.first_event_at"
+	    " > :within) THEN w.events END), 0) AS missed FROM endpoints p"
+	    " LEFT JOIN webhooks w ON w.endpoint_id = p.id AND w.created_at >="
+	    " :since WHERE p.removed_at IS NULL AND (:endpoint IS NULL OR"
+	    " p.name = :endpoint) GROUP BY p.id ORDER BY p.name",
+	/* First attempts' latencies of one endpoint, in order. */
+	[WHK_AGG_LATENCIES] = "SELECT a.started_at + coalesce(a.ms, 0) -"
+	    " w.first_event_at AS lat FROM attempts a JOIN webhooks w"
+	    " ON w.seq = a.webhook_seq WHERE a.n = 1 AND a.endpoint_id ="
+	    " (SELECT id FROM endpoints WHERE name = :endpoint AND removed_at"
+	    " IS NULL) AND a.started_at >= :since ORDER BY lat",
+	[WHK_AGG_ENDPOINTS] = "SELECT name AS endpoint, disabled_at IS NULL"
+	    " AS enabled FROM endpoints WHERE removed_at IS NULL"
+	    " AND (:endpoint IS NULL OR name = :endpoint) ORDER BY name",
+};
+
+int
+whk_store_agg(struct whk_store *s, int which, const char *endpoint,
+    int64_t since, int64_t within, whk_row_fn fn, void *arg,
+    struct whk_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if ((rc = sqlite3_prepare_v2(s->db, agg_sql[which], -1, &st,
+	    NULL)) != SQLITE_OK)
+		return fail(s, err, rc, "store");
+	bind_named(st, ":endpoint", endpoint);
+	bind_named_int(st, ":since", since);
+	bind_named_int(st, ":within", within);
+	bind_named_int(st, ":now", whk_now_ms());
+	rc = rows(s, st, fn, arg, err);
+	sqlite3_finalize(st);
+	return rc;
+}
+
+/*
+ * prune: delivered and dead webhooks made before the bound, their
+ * attempts and pairs, then the events before it that nothing holds any
+ * more, a thousand at a time, so writers wait little.  A dry run counts
+ * in one transaction and rolls it back.
+ */
+#define PRUNE_CHUNK 1000
+#define WHK_STR_(x) #x
+#define WHK_STR(x) WHK_STR_(x)
+
+static int
+prune_exec(struct whk_store *s, const char *q, int64_t a1, int64_t a2,
+    int64_t *changed, struct whk_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if ((rc = sqlite3_prepare_v2(s->db, q, -1, &st, NULL)) != SQLITE_OK)
+		return fail(s, err, rc, "store");
+	bind_named_int(st, ":a", a1);
+	bind_named_int(st, ":b", a2);
+	rc = sqlite3_step(st);
+	sqlite3_finalize(st);
+	if (rc != SQLITE_DONE)
+		return fail(s, err, rc, "store");
+	if (changed)
+		*changed = sqlite3_changes64(s->db);
+	return 0;
+}
+
+int
+whk_store_prune(struct whk_store *s, int64_t before, int dry_run,
+    struct whk_pruned *out, struct whk_err *err)
+{
+	int64_t n, after = 0, k;
+
+	memset(out, 0, sizeof(*out));
+	if (dry_run && whk_store_begin(s, err) == -1)
+		return -1;
+	/* The chunk: the next delivered or dead webhooks, by seq. */
+	if (exec(s, "CREATE TEMP TABLE IF NOT EXISTS prune_chunk(seq INTEGER"
+	    " PRIMARY KEY)", err) == -1)
+		goto fail;
+	do {
+		if (!dry_run && whk_store_begin(s, err) == -1)
+			return -1;
+		if (prune_exec(s, "DELETE FROM temp.prune_chunk", 0, 0, NULL,
+		    err) == -1 ||
+		    prune_exec(s, "INSERT INTO temp.prune_chunk SELECT seq FROM"
+		    " webhooks WHERE state IN ('delivered', 'dead') AND seq > :a"
+		    " AND created_at < :b ORDER BY seq LIMIT "
+		    WHK_STR(PRUNE_CHUNK), after, before, &n, err) == -1)
+			goto fail;
+		if (n > 0) {
+			sqlite3_stmt *st = NULL;
+
+			if (sqlite3_prepare_v2(s->db, "SELECT max(seq) FROM"
+			    " temp.prune_chunk", -1, &st, NULL) != SQLITE_OK) {
+				fail(s, err, sqlite3_errcode(s->db), "store");
+				goto fail;
+			}
+			if (sqlite3_step(st) == SQLITE_ROW)
+				after = sqlite3_column_int64(st, 0);
+			sqlite3_finalize(st);
+			if (prune_exec(s, "DELETE FROM attempts WHERE webhook_seq"
+			    " IN temp.prune_chunk", 0, 0, &k, err) == -1)
+				goto fail;
+			out->attempts += k;
+			if (prune_exec(s, "DELETE FROM webhook_events WHERE"
+			    " (endpoint_id, event_seq) IN (SELECT w.endpoint_id,"
+			    " j.value FROM webhooks w, json_each(w.event_seqs) j"
+			    " WHERE w.seq IN temp.prune_chunk)", 0, 0, NULL,
+			    err) == -1 ||
+			    prune_exec(s, "DELETE FROM webhooks WHERE seq IN"
+			    " temp.prune_chunk", 0, 0, &k, err) == -1)
+				goto fail;
+			out->webhooks += k;
+		}
+		if (!dry_run && whk_store_commit(s, err) == -1)
+			goto fail;
+	} while (n == PRUNE_CHUNK);
+	/* Events nothing holds, routed, from before the bound. */
+	after = 0;
+	do {
+		if (!dry_run && whk_store_begin(s, err) == -1)
+			return -1;
+		if (prune_exec(s, "DELETE FROM temp.prune_chunk", 0, 0, NULL,
+		    err) == -1 ||
+		    prune_exec(s, "INSERT INTO temp.prune_chunk SELECT e.seq"
+		    " FROM events e WHERE e.seq > :a AND e.received_at < :b"
+		    " AND NOT EXISTS(SELECT 1 FROM unrouted u WHERE u.seq ="
+		    " e.seq) AND NOT EXISTS(SELECT 1 FROM webhook_events x WHERE"
+		    " x.endpoint_id IN (SELECT id FROM endpoints) AND"
+		    " x.event_seq = e.seq) ORDER BY e.seq LIMIT "
+		    WHK_STR(PRUNE_CHUNK), after, before, &n, err) == -1)
+			goto fail;
+		if (n > 0) {
+			sqlite3_stmt *st = NULL;
+
+			if (sqlite3_prepare_v2(s->db, "SELECT max(seq) FROM"
+			    " temp.prune_chunk", -1, &st, NULL) != SQLITE_OK) {
+				fail(s, err, sqlite3_errcode(s->db), "store");
+				goto fail;
+			}
+			if (sqlite3_step(st) == SQLITE_ROW)
+				after = sqlite3_column_int64(st, 0);
+			sqlite3_finalize(st);
+			if (prune_exec(s, "DELETE FROM events WHERE seq IN"
+			    " temp.prune_chunk", 0, 0, &k, err) == -1)
+				goto fail;
+			out->events += k;
+		}
+		if (!dry_run && whk_store_commit(s, err) == -1)
+			goto fail;
+	} while (n == PRUNE_CHUNK);
+	if (dry_run)
+		whk_store_rollback(s);
+	return 0;
+fail:
+	whk_store_rollback(s);
+	return -1;
+}

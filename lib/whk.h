@@ -197,6 +197,10 @@ struct whk_jq	*whk_jq_compile(const char *expr, const char *what,
 void		 whk_jq_free(struct whk_jq *);
 int		 whk_jq_apply(struct whk_jq *, const char *text, size_t len,
 		    struct whk_buf *out, struct whk_err *);
+int		 whk_jq_each(struct whk_jq *, const char *text, size_t len,
+		    struct whk_buf *out, struct whk_err *);
+int		 whk_json_pretty(const char *text, size_t len,
+		    struct whk_buf *out, struct whk_err *);
 
 /* Many expressions compiled as one program and run together. */
 enum { WHK_JQ_NONE, WHK_JQ_VALUE, WHK_JQ_ERROR };
@@ -479,5 +483,48 @@ struct whk_select {
 typedef int (*whk_select_fn)(int64_t seq, const char *id, void *);
 int	 whk_store_webhooks_select(struct whk_store *, const struct whk_select *,
 	    whk_select_fn, void *, struct whk_err *);
+
+/*
+ * whk-log's part: rows of named columns.  A column named with a leading
+ * '_' is the program's, not the record's.
+ */
+enum { WHK_COL_NULL, WHK_COL_INT, WHK_COL_REAL, WHK_COL_TEXT };
+struct whk_col {
+	const char	*name;
+	int		 type;
+	int64_t		 i;
+	double		 r;
+	const char	*s;
+	size_t		 len;
+};
+#define WHK_COLS_MAX	32
+/* 0 to go on, 1 to stop, -1 out of memory. */
+typedef int (*whk_row_fn)(const struct whk_col *, int n, void *);
+enum { WHK_LOG_EVENTS, WHK_LOG_WEBHOOKS, WHK_LOG_ATTEMPTS, WHK_LOG_ENDPOINTS };
+struct whk_log_query {
+	int		 kind;		/* WHK_LOG_* */
+	const char	*endpoint, *tenant, *type, *status;
+	const char	*event, *key, *webhook;
+	int64_t		 since, until;	/* ms; 0: none */
+	int64_t		 after;		/* seq; 0: none */
+	int64_t		 limit;		/* 0: none */
+	int		 oldest_first;
+	int		 with_response;	/* attempts: the excerpt too */
+};
+int	 whk_store_log(struct whk_store *, const struct whk_log_query *,
+	    whk_row_fn, void *, struct whk_err *);
+/* Latency buckets, ms, cumulative; the last, +Inf, is the count. */
+#define WHK_BUCKETS	12
+const int64_t	*whk_buckets_ms(void);
+enum { WHK_AGG_ATTEMPTS, WHK_AGG_WEBHOOKS, WHK_AGG_SLO, WHK_AGG_LATENCIES,
+	WHK_AGG_ENDPOINTS };
+int	 whk_store_agg(struct whk_store *, int which, const char *endpoint,
+	    int64_t since, int64_t within, whk_row_fn, void *,
+	    struct whk_err *);
+struct whk_pruned {
+	int64_t	 webhooks, attempts, events;
+};
+int	 whk_store_prune(struct whk_store *, int64_t before, int dry_run,
+	    struct whk_pruned *, struct whk_err *);
 
 #endif /* WHK_H */
