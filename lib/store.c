@@ -2130,6 +2130,31 @@ prune_exec(struct whk_store *s, const char *q, int64_t a1, int64_t a2,
 	return 0;
 }
 
+/* The next chunk, by seq past *after; *after moves to its last. */
+static int
+prune_fill(struct whk_store *s, const char *select, int64_t *after,
+    int64_t before, int64_t *n, struct whk_err *err)
+{
+	struct whk_buf q = { 0 };
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	whk_buf_printf(&q, "INSERT INTO temp.prune_chunk %s", select);
+	rc = q.oom ? whk_error(err, WHK_EXIT_SYSTEM, "out of memory") :
+	    prune_exec(s, "DELETE FROM temp.prune_chunk", 0, 0, NULL, err) ==
+	    -1 ? -1 : prune_exec(s, q.data, *after, before, n, err);
+	whk_buf_free(&q);
+	if (rc == -1 || *n == 0)
+		return rc;
+	if ((rc = sqlite3_prepare_v2(s->db, "SELECT max(seq) FROM"
+	    " temp.prune_chunk", -1, &st, NULL)) != SQLITE_OK)
+		return fail(s, err, rc, "store");
+	if (sqlite3_step(st) == SQLITE_ROW)
+		*after = sqlite3_column_int64(st, 0);
+	sqlite3_finalize(st);
+	return 0;
+}
+
 int
 whk_store_prune(struct whk_store *s, int64_t before, int dry_run,
     struct whk_pruned *out, struct whk_err *err)
@@ -2146,24 +2171,12 @@ whk_store_prune(struct whk_store *s, int64_t before, int dry_run,
 	do {
 		if (!dry_run && whk_store_begin(s, err) == -1)
 			return -1;
-		if (prune_exec(s, "DELETE FROM temp.prune_chunk", 0, 0, NULL,
-		    err) == -1 ||
-		    prune_exec(s, "INSERT INTO temp.prune_chunk SELECT seq FROM"
-		    " webhooks WHERE state IN ('delivered', 'dead') AND seq > :a"
-		    " AND created_at < :b ORDER BY seq LIMIT "
-		    WHK_STR(PRUNE_CHUNK), after, before, &n, err) == -1)
+		if (prune_fill(s, "SELECT seq FROM webhooks WHERE state IN"
+		    " ('delivered', 'dead') AND seq > :a AND created_at < :b"
+		    " ORDER BY seq LIMIT " WHK_STR(PRUNE_CHUNK), &after, before,
+		    &n, err) == -1)
 			goto fail;
 		if (n > 0) {
-			sqlite3_stmt *st = NULL;
-
-			if (sqlite3_prepare_v2(s->db, "SELECT max(seq) FROM"
-			    " temp.prune_chunk", -1, &st, NULL) != SQLITE_OK) {
-				fail(s, err, sqlite3_errcode(s->db), "store");
-				goto fail;
-			}
-			if (sqlite3_step(st) == SQLITE_ROW)
-				after = sqlite3_column_int64(st, 0);
-			sqlite3_finalize(st);
 			if (prune_exec(s, "DELETE FROM attempts WHERE webhook_seq"
 			    " IN temp.prune_chunk", 0, 0, &k, err) == -1)
 				goto fail;
@@ -2186,27 +2199,15 @@ whk_store_prune(struct whk_store *s, int64_t before, int dry_run,
 	do {
 		if (!dry_run && whk_store_begin(s, err) == -1)
 			return -1;
-		if (prune_exec(s, "DELETE FROM temp.prune_chunk", 0, 0, NULL,
-		    err) == -1 ||
-		    prune_exec(s, "INSERT INTO temp.prune_chunk SELECT e.seq"
-		    " FROM events e WHERE e.seq > :a AND e.received_at < :b"
-		    " AND NOT EXISTS(SELECT 1 FROM unrouted u WHERE u.seq ="
-		    " e.seq) AND NOT EXISTS(SELECT 1 FROM webhook_events x WHERE"
-		    " x.endpoint_id IN (SELECT id FROM endpoints) AND"
-		    " x.event_seq = e.seq) ORDER BY e.seq LIMIT "
-		    WHK_STR(PRUNE_CHUNK), after, before, &n, err) == -1)
+		if (prune_fill(s, "SELECT e.seq FROM events e WHERE e.seq > :a"
+		    " AND e.received_at < :b AND NOT EXISTS(SELECT 1 FROM"
+		    " unrouted u WHERE u.seq = e.seq) AND NOT EXISTS(SELECT 1"
+		    " FROM webhook_events x WHERE x.endpoint_id IN (SELECT id"
+		    " FROM endpoints) AND x.event_seq = e.seq) ORDER BY e.seq"
+		    " LIMIT " WHK_STR(PRUNE_CHUNK), &after, before, &n,
+		    err) == -1)
 			goto fail;
 		if (n > 0) {
-			sqlite3_stmt *st = NULL;
-
-			if (sqlite3_prepare_v2(s->db, "SELECT max(seq) FROM"
-			    " temp.prune_chunk", -1, &st, NULL) != SQLITE_OK) {
-				fail(s, err, sqlite3_errcode(s->db), "store");
-				goto fail;
-			}
-			if (sqlite3_step(st) == SQLITE_ROW)
-				after = sqlite3_column_int64(st, 0);
-			sqlite3_finalize(st);
 			if (prune_exec(s, "DELETE FROM events WHERE seq IN"
 			    " temp.prune_chunk", 0, 0, &k, err) == -1)
 				goto fail;
