@@ -131,6 +131,14 @@ on_signal(int sig)
 }
 
 static void
+vwarnx(const char *fmt, va_list ap)
+{
+	fputs("whk-log: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	fputc('\n', stderr);
+}
+
+static void
 warnx_(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 
 static void
@@ -138,11 +146,9 @@ warnx_(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("whk-log: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vwarnx(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 }
 
 static void
@@ -154,11 +160,9 @@ usage_error(const char *fmt, ...)
 {
 	va_list ap;
 
-	fputs("whk-log: ", stderr);
 	va_start(ap, fmt);
-	vfprintf(stderr, fmt, ap);
+	vwarnx(fmt, ap);
 	va_end(ap);
-	fputc('\n', stderr);
 	exit(WHK_EXIT_USAGE);
 }
 
