@@ -1102,12 +1102,12 @@ main(int argc, char *argv[])
 	struct sigaction sa;
 	const char *store_opt = NULL, *format = NULL, *jq = NULL, *cmd;
 	const char *limit_opt = NULL, *target_opt = NULL, *within_opt = NULL;
-	const char *before_opt = NULL, *since_opt = NULL;
+	const char *before_opt = NULL, *since_opt = NULL, *until_opt = NULL;
 	char path[4096], *end;
 	int ch, i, kind = -1, dry_run = 0, status = WHK_EXIT_OK, rc = 0;
 	int follow_flag = 0;
 	double target = 99.9;
-	int64_t within = 5 * 60 * 1000;
+	int64_t within = 5 * 60 * 1000, before = 0;
 
 	memset(&l, 0, sizeof(l));
 	memset(&q, 0, sizeof(q));
@@ -1121,7 +1121,7 @@ main(int argc, char *argv[])
 		case O_TYPE: q.type = optarg; break;
 		case O_STATUS: q.status = optarg; break;
 		case O_SINCE: since_opt = optarg; break;
-		case O_UNTIL: q.until = time_arg(optarg, "--until"); break;
+		case O_UNTIL: until_opt = optarg; break;
 		case O_EVENT: q.event = optarg; break;
 		case O_WEBHOOK: q.webhook = optarg; break;
 		case O_KEY: q.key = optarg; break;
@@ -1197,6 +1197,8 @@ main(int argc, char *argv[])
 		usage_error("--limit: %s", err.msg);
 	if (since_opt)
 		q.since = time_arg(since_opt, "--since");
+	if (until_opt)
+		q.until = time_arg(until_opt, "--until");
 	if (target_opt) {
 		errno = 0;
 		target = strtod(target_opt, &end);
@@ -1216,6 +1218,8 @@ main(int argc, char *argv[])
 		usage_error("%s takes no listing filters", cmd);
 	if (strcmp(cmd, "prune") == 0 && before_opt == NULL)
 		usage_error("prune needs --before (such as --before 90d)");
+	if (before_opt)
+		before = duration_arg(before_opt, "--before");
 	if (before_opt && strcmp(cmd, "prune") != 0)
 		usage_error("--before: only with prune");
 	if (dry_run && strcmp(cmd, "prune") != 0)
@@ -1287,8 +1291,7 @@ main(int argc, char *argv[])
 		if (rc == 0)
 			rc = stats_flush(&s);
 	} else
-		rc = prune(&l, whk_now_ms() - duration_arg(before_opt,
-		    "--before"), dry_run, &err);
+		rc = prune(&l, whk_now_ms() - before, dry_run, &err);
 	if (rc == -1) {
 		warnx_("%s", err.msg);
 		status = err.status;

@@ -631,11 +631,6 @@ main(int argc, char *argv[])
 		return err.status;
 	}
 	r.now = whk_now_ms();
-	if (whk_schedule_parse(sched_opt ? sched_opt : WHK_SCHEDULE_DEFAULT,
-	    &r.sched, &err) == -1) {
-		warnx_("--schedule: %s", err.msg);
-		return WHK_EXIT_USAGE;
-	}
 	if (trip_opt && whk_parse_uint(trip_opt, 1, 1000, &r.trip_after,
 	    &err) == -1) {
 		warnx_("--trip-after: %s", err.msg);
@@ -669,9 +664,16 @@ main(int argc, char *argv[])
 		fputs(usage, stderr);
 		return WHK_EXIT_USAGE;
 	}
+	/* The last check, the first thing kept: nothing to free before. */
+	if (whk_schedule_parse(sched_opt ? sched_opt : WHK_SCHEDULE_DEFAULT,
+	    &r.sched, &err) == -1) {
+		warnx_("--schedule: %s", err.msg);
+		return WHK_EXIT_USAGE;
+	}
 
 	if (whk_store_path(store_opt, path, sizeof(path), &err) == -1 ||
 	    (r.store = whk_store_open(path, &err)) == NULL) {
+		whk_schedule_free(&r.sched);
 		warnx_("%s", err.msg);
 		return err.status;
 	}
