@@ -1,8 +1,8 @@
 #!/usr/bin/env bats
-# Shell completions of whk-ingest, whk-endpoint, whk-batch, whk-deliver
-# and whk-retry (completions/): bash completion offers commands, options
-# and endpoint names; every option of --help is completed by bash, zsh and
-# fish; the files parse.
+# Shell completions of whk-ingest, whk-endpoint, whk-batch, whk-deliver,
+# whk-retry and whk-log (completions/): bash completion offers commands,
+# options and endpoint names; every option of --help is completed by bash,
+# zsh and fish; the files parse.
 
 load helpers
 
@@ -46,6 +46,9 @@ complete_fish() {
 	assert_success
 	assert_output ""
 	run bash -n "$COMP/bash/whk-retry"
+	assert_success
+	assert_output ""
+	run bash -n "$COMP/bash/whk-log"
 	assert_success
 	assert_output ""
 }
@@ -125,6 +128,63 @@ complete_fish() {
 	assert_output ""
 }
 
+@test "bash completes whk-log's commands, their options and values" {
+	[ -f "$BASH_COMPLETION" ] || skip "bash-completion is not installed"
+	run complete_bash whk-log 'whk-log '
+	assert_success
+	assert_output "$(printf '%s\n' events webhooks attempts endpoints show follow \
+		metrics slo stats prune)"
+	run complete_bash whk-log 'whk-log s'
+	assert_output "$(printf '%s\n' show slo stats)"
+	run complete_bash whk-log 'whk-log -s x.db e'
+	assert_output "$(printf '%s\n' events endpoints)"
+	assert_equal "$(complete_bash whk-log 'whk-log --' | sort)" \
+		"$(printf '%s\n' --help --store --version)"
+	assert_equal "$(complete_bash whk-log 'whk-log events --' | sort)" \
+		"$(printf '%s\n' --endpoint --event --format --jq --key --limit --since \
+			--status --store --tenant --type --until --webhook)"
+	assert_equal "$(complete_bash whk-log 'whk-log webhooks --' | sort)" \
+		"$(printf '%s\n' --endpoint --event --format --jq --key --limit --since \
+			--status --store --until --webhook)"
+	assert_equal "$(complete_bash whk-log 'whk-log endpoints --' | sort)" \
+		"$(printf '%s\n' --endpoint --format --jq --limit --status --store)"
+	assert_equal "$(complete_bash whk-log 'whk-log show --' | sort)" \
+		"$(printf '%s\n' --format --store)"
+	assert_equal "$(complete_bash whk-log 'whk-log follow --' | sort)" \
+		"$(printf '%s\n' --endpoint --format --jq --store)"
+	assert_equal "$(complete_bash whk-log 'whk-log -f --' | sort)" \
+		"$(printf '%s\n' --endpoint --format --jq --store)"
+	assert_equal "$(complete_bash whk-log 'whk-log metrics --')" "--store"
+	assert_equal "$(complete_bash whk-log 'whk-log slo --' | sort)" \
+		"$(printf '%s\n' --endpoint --since --store --target --within)"
+	assert_equal "$(complete_bash whk-log 'whk-log stats --' | sort)" \
+		"$(printf '%s\n' --endpoint --format --since --store)"
+	assert_equal "$(complete_bash whk-log 'whk-log prune --' | sort)" \
+		"$(printf '%s\n' --before --dry-run --store)"
+	run complete_bash whk-log 'whk-log events --status '
+	assert_output "$(printf '%s\n' routed unrouted)"
+	run complete_bash whk-log 'whk-log webhooks --status '
+	assert_output "$(printf '%s\n' pending failed delivered dead)"
+	run complete_bash whk-log 'whk-log attempts --status=d'
+	assert_output "delivered"
+	run complete_bash whk-log 'whk-log endpoints --status '
+	assert_output "$(printf '%s\n' enabled disabled)"
+	run complete_bash whk-log 'whk-log attempts --format '
+	assert_output "$(printf '%s\n' json table tsv)"
+	run complete_bash whk-log 'whk-log -f --format '
+	assert_output "$(printf '%s\n' json table tsv)"
+	run complete_bash whk-log 'whk-log show --format '
+	assert_output "$(printf '%s\n' json table)"
+	run complete_bash whk-log 'whk-log stats --format '
+	assert_output "$(printf '%s\n' json table)"
+	run complete_bash whk-log 'whk-log webhooks --since '
+	assert_output ""
+	run complete_bash whk-log 'whk-log prune --before '
+	assert_output ""
+	run complete_bash whk-log 'whk-log show msg_'
+	assert_output ""
+}
+
 @test "bash completes files for whk-ingest and --store" {
 	[ -f "$BASH_COMPLETION" ] || skip "bash-completion is not installed"
 	touch events.ndjson other.db
@@ -145,6 +205,12 @@ complete_fish() {
 	run complete_bash whk-retry 'whk-retry -s oth'
 	assert_output "other.db"
 	run complete_bash whk-retry 'whk-retry --now ev'
+	assert_output ""
+	run complete_bash whk-log 'whk-log -s oth'
+	assert_output "other.db"
+	run complete_bash whk-log 'whk-log webhooks --store=oth'
+	assert_output "other.db"
+	run complete_bash whk-log 'whk-log show ev'
 	assert_output ""
 }
 
@@ -212,9 +278,30 @@ complete_fish() {
 	assert_output ""
 }
 
+@test "bash completes endpoint names for whk-log --endpoint" {
+	[ -f "$BASH_COMPLETION" ] || skip "bash-completion is not installed"
+	whk-endpoint add a https://example.com/ >/dev/null
+	whk-endpoint add b https://example.com/b >/dev/null
+	whk-endpoint -s other.db add c https://example.com/ >/dev/null
+	run complete_bash whk-log 'whk-log webhooks --endpoint '
+	assert_success
+	assert_output "$(printf '%s\n' a b)"
+	run complete_bash whk-log 'whk-log -f --endpoint=b'
+	assert_output "b"
+	run complete_bash whk-log 'whk-log -s other.db slo --endpoint '
+	assert_output "c"
+	run complete_bash whk-log 'whk-log attempts --store=other.db --endpoint '
+	assert_output "c"
+	run complete_bash whk-log 'whk-log webhooks --endpoint a b'
+	assert_output ""
+	run complete_bash whk-log 'whk-log -s missing/x.db stats --endpoint '
+	assert_output ""
+}
+
 @test "every long option of --help is completed by bash, zsh and fish" {
 	local prog opt missing="" n=0
-	for prog in whk-ingest whk-endpoint whk-batch whk-deliver whk-retry; do
+	for prog in whk-ingest whk-endpoint whk-batch whk-deliver whk-retry \
+		whk-log; do
 		for opt in $("$prog" --help | grep -o -- '--[a-z-]*' | sort -u); do
 			n=$((n + 1))
 			grep -Eq -- "(^|[^a-z-])$opt([^a-z-]|\$)" "$COMP/bash/$prog" ||
@@ -225,7 +312,7 @@ complete_fish() {
 				missing+=" fish/$prog.fish:$opt"
 		done
 	done
-	[ "$n" -gt 27 ] || fail "too few options in --help: $n"
+	[ "$n" -gt 45 ] || fail "too few options in --help: $n"
 	assert_equal "$missing" ""
 }
 
@@ -246,10 +333,15 @@ complete_fish() {
 	run zsh -n "$COMP/zsh/_whk-retry"
 	assert_success
 	assert_output ""
+	run zsh -n "$COMP/zsh/_whk-log"
+	assert_success
+	assert_output ""
 	run head -q -n 1 "$COMP/zsh/_whk-ingest" "$COMP/zsh/_whk-endpoint" \
-		"$COMP/zsh/_whk-batch" "$COMP/zsh/_whk-deliver" "$COMP/zsh/_whk-retry"
+		"$COMP/zsh/_whk-batch" "$COMP/zsh/_whk-deliver" "$COMP/zsh/_whk-retry" \
+		"$COMP/zsh/_whk-log"
 	assert_output "$(printf '%s\n' '#compdef whk-ingest' '#compdef whk-endpoint' \
-		'#compdef whk-batch' '#compdef whk-deliver' '#compdef whk-retry')"
+		'#compdef whk-batch' '#compdef whk-deliver' '#compdef whk-retry' \
+		'#compdef whk-log')"
 }
 
 @test "fish completion files parse and complete commands and names" {
@@ -267,6 +359,9 @@ complete_fish() {
 	assert_success
 	assert_output ""
 	run fish --no-config -n "$COMP/fish/whk-retry.fish"
+	assert_success
+	assert_output ""
+	run fish --no-config -n "$COMP/fish/whk-log.fish"
 	assert_success
 	assert_output ""
 	whk-endpoint add a https://example.com/ >/dev/null
@@ -306,5 +401,32 @@ complete_fish() {
 	run complete_fish whk-retry 'whk-retry -s other.db --now --endpoint '
 	assert_output "c"
 	run complete_fish whk-retry 'whk-retry --now '
+	assert_output ""
+	run complete_fish whk-log 'whk-log '
+	assert_output "$(printf '%s\n' attempts endpoints events follow metrics prune \
+		show slo stats webhooks)"
+	run complete_fish whk-log 'whk-log webhooks --st'
+	assert_output "$(printf '%s\n' --status --store)"
+	run complete_fish whk-log 'whk-log webhooks --status '
+	assert_output "$(printf '%s\n' dead delivered failed pending)"
+	run complete_fish whk-log 'whk-log events --status '
+	assert_output "$(printf '%s\n' routed unrouted)"
+	run complete_fish whk-log 'whk-log events --t'
+	assert_output "$(printf '%s\n' --tenant --type)"
+	run complete_fish whk-log 'whk-log attempts --t'
+	assert_output ""
+	run complete_fish whk-log 'whk-log -f --'
+	assert_output "$(printf '%s\n' --endpoint --format --jq --store)"
+	run complete_fish whk-log 'whk-log show --format '
+	assert_output "$(printf '%s\n' json table)"
+	run complete_fish whk-log 'whk-log attempts --format '
+	assert_output "$(printf '%s\n' json table tsv)"
+	run complete_fish whk-log 'whk-log prune --'
+	assert_output "$(printf '%s\n' --before --dry-run --store)"
+	run complete_fish whk-log 'whk-log webhooks --endpoint '
+	assert_output "a"
+	run complete_fish whk-log 'whk-log -s other.db -f --endpoint '
+	assert_output "c"
+	run complete_fish whk-log 'whk-log show '
 	assert_output ""
 }
