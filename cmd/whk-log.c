@@ -572,7 +572,7 @@ show_table(struct logger *l, struct whk_err *err)
 	return rc;
 }
 
-/* --- metrics ------------------------------------------------------------- */
+/* --- metrics and stats: sums per endpoint -------------------------------- */
 
 /* A label value: backslash, quote and newline escaped. */
 static void
@@ -590,18 +590,175 @@ label(struct whk_buf *b, const char *s, size_t n)
 	}
 }
 
-struct series {
-	struct whk_buf	 b[8];		/* one per metric family */
-	int64_t		 now;
-	/* The endpoint being summed, for the histograms and pending. */
-	char		 ep[256];
-	int64_t		 hist[2][WHK_BUCKETS + 2];	/* buckets, n, sum */
+struct epsum {
+	int64_t		 id;
+	char		 name[256];
+	int		 enabled;
+	int64_t		 delivered, failed;		/* attempts */
+	int64_t		 first[WHK_BUCKETS + 2];	/* buckets, n, sum */
+	int64_t		 delivery[WHK_BUCKETS + 2];
 	int64_t		 pending, oldest;
-	int		 have;
+	int64_t		 states[4];	/* pending failed delivered dead */
+	int64_t		*lat;				/* stats: every one */
+	size_t		 nlat, caplat;
 };
 
-enum { M_ATTEMPTS, M_WEBHOOKS, M_PENDING, M_OLDEST, M_FIRST, M_DELIVERY,
-	M_ENABLED };
+struct sums {
+	struct epsum	*eps;
+	size_t		 n;
+	size_t		*by_id;		/* id -> index + 1 */
+	int64_t		 max_id;
+	int		 keep;		/* keep every latency (stats) */
+	int		 oom;
+};
+
+static int
+sums_endpoint(const struct whk_col *c, int n, void *arg)
+{
+	struct sums *x = arg;
+	struct epsum *v;
+
+	(void)n;
+	if ((v = reallocarray(x->eps, x->n + 1, sizeof(*v))) == NULL)
+		return -1;
+	x->eps = v;
+	v = &x->eps[x->n++];
+	memset(v, 0, sizeof(*v));
+	v->id = c[0].i;
+	snprintf(v->name, sizeof(v->name), "%.*s", (int)c[1].len, c[1].s);
+	v->enabled = (int)c[2].i;
+	if (v->id > x->max_id)
+		x->max_id = v->id;
+	return 0;
+}
+
+static struct epsum *
+sums_of(struct sums *x, int64_t id)
+{
+	size_t k;
+
+	if (id < 0 || id > x->max_id || (k = x->by_id[id]) == 0)
+		return NULL;
+	return &x->eps[k - 1];
+}
+
+static void
+bucket_add(int64_t *h, int64_t ms)
+{
+	const int64_t *le = whk_buckets_ms();
+	int i;
+
+	for (i = 0; i < WHK_BUCKETS; i++)
+		if (ms <= le[i])
+			h[i]++;
+	h[WHK_BUCKETS]++;
+	h[WHK_BUCKETS + 1] += ms;
+}
+
+static void
+sums_attempt(int64_t id, int delivered, int64_t lat, void *arg)
+{
+	struct sums *x = arg;
+	struct epsum *e = sums_of(x, id);
+	int64_t *v;
+
+	if (e == NULL)
+		return;		/* a removed endpoint's */
+	if (delivered)
+		e->delivered++;
+	else
+		e->failed++;
+	if (lat < 0)
+		return;
+	bucket_add(e->first, lat);
+	if (!x->keep)
+		return;
+	if (e->nlat == e->caplat) {
+		size_t cap = e->caplat ? e->caplat * 2 : 256;
+
+		if ((v = reallocarray(e->lat, cap, sizeof(*v))) == NULL) {
+			x->oom = 1;
+			return;
+		}
+		e->lat = v;
+		e->caplat = cap;
+	}
+	e->lat[e->nlat++] = lat;
+}
+
+static void
+sums_webhook(int64_t id, const char *state, int64_t lat, int64_t first,
+    void *arg)
+{
+	static const char *states[] = { "pending", "failed", "delivered",
+	    "dead" };
+	struct epsum *e = sums_of(arg, id);
+	int k;
+
+	if (e == NULL)
+		return;
+	for (k = 0; k < 4; k++)
+		if (strcmp(state, states[k]) == 0)
+			break;
+	if (k < 4)
+		e->states[k]++;
+	if (lat >= 0)
+		bucket_add(e->delivery, lat);
+	if (k < 2) {	/* pending or failed: still to deliver */
+		e->pending++;
+		if (e->oldest == 0 || first < e->oldest)
+			e->oldest = first;
+	}
+}
+
+static void
+sums_free(struct sums *x)
+{
+	size_t k;
+
+	for (k = 0; k < x->n; k++)
+		free(x->eps[k].lat);
+	free(x->eps);
+	free(x->by_id);
+}
+
+/*
+ * The endpoints, then one pass over the attempts, then the webhooks by
+ * endpoint and state: all in one read snapshot.
+ */
+static int
+sums_load(struct logger *l, struct sums *x, const char *endpoint,
+    int64_t since, int webhooks, struct whk_err *err)
+{
+	size_t k;
+	int rc = -1;
+
+	if (whk_store_begin_read(l->store, err) == -1)
+		return -1;
+	if (whk_store_agg(l->store, WHK_AGG_ENDPOINTS, endpoint, 0, 0,
+	    sums_endpoint, x, err) == -1)
+		goto out;
+	if ((x->by_id = calloc((size_t)x->max_id + 1,
+	    sizeof(*x->by_id))) == NULL) {
+		whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		goto out;
+	}
+	for (k = 0; k < x->n; k++)
+		x->by_id[x->eps[k].id] = k + 1;
+	if (whk_store_attempts_scan(l->store, since, endpoint, sums_attempt,
+	    x, err) == -1 ||
+	    (webhooks && whk_store_webhooks_scan(l->store, since, endpoint,
+	    sums_webhook, x, err) == -1))
+		goto out;
+	if (x->oom) {
+		whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		goto out;
+	}
+	rc = 0;
+out:
+	whk_store_rollback(l->store);
+	return rc;
+}
 
 static void
 hist_out(struct whk_buf *b, const char *name, const char *ep,
@@ -610,15 +767,16 @@ hist_out(struct whk_buf *b, const char *name, const char *ep,
 	const int64_t *ms = whk_buckets_ms();
 	int i;
 
-	for (i = 0; i < WHK_BUCKETS; i++) {
+	for (i = 0; i <= WHK_BUCKETS; i++) {
 		whk_buf_printf(b, "%s_bucket{endpoint=\"", name);
 		label(b, ep, strlen(ep));
-		whk_buf_printf(b, "\",le=\"%g\"} %lld\n", (double)ms[i] / 1000.0,
-		    (long long)h[i]);
+		if (i < WHK_BUCKETS)
+			whk_buf_printf(b, "\",le=\"%g\"} %lld\n",
+			    (double)ms[i] / 1000.0, (long long)h[i]);
+		else
+			whk_buf_printf(b, "\",le=\"+Inf\"} %lld\n",
+			    (long long)h[i]);
 	}
-	whk_buf_printf(b, "%s_bucket{endpoint=\"", name);
-	label(b, ep, strlen(ep));
-	whk_buf_printf(b, "\",le=\"+Inf\"} %lld\n", (long long)h[WHK_BUCKETS]);
 	whk_buf_printf(b, "%s_sum{endpoint=\"", name);
 	label(b, ep, strlen(ep));
 	whk_buf_printf(b, "\"} %.3f\n", (double)h[WHK_BUCKETS + 1] / 1000.0);
@@ -627,199 +785,96 @@ hist_out(struct whk_buf *b, const char *name, const char *ep,
 	whk_buf_printf(b, "\"} %lld\n", (long long)h[WHK_BUCKETS]);
 }
 
-/* Rows come grouped by endpoint: what one endpoint summed is put out. */
+/* One family: its help, its type, a series per endpoint. */
 static void
-series_close(struct series *m)
+family(struct whk_buf *b, const char *name, const char *type,
+    const char *helptext)
 {
-	if (!m->have)
-		return;
-	hist_out(&m->b[M_FIRST], "whk_first_attempt_latency_seconds", m->ep,
-	    m->hist[0]);
-	hist_out(&m->b[M_DELIVERY], "whk_delivery_latency_seconds", m->ep,
-	    m->hist[1]);
-	whk_buf_puts(&m->b[M_PENDING], "whk_pending_webhooks{endpoint=\"");
-	label(&m->b[M_PENDING], m->ep, strlen(m->ep));
-	whk_buf_printf(&m->b[M_PENDING], "\"} %lld\n", (long long)m->pending);
-	whk_buf_puts(&m->b[M_OLDEST], "whk_oldest_pending_age_seconds"
-	    "{endpoint=\"");
-	label(&m->b[M_OLDEST], m->ep, strlen(m->ep));
-	whk_buf_printf(&m->b[M_OLDEST], "\"} %.3f\n", m->oldest > 0 &&
-	    m->now > m->oldest ? (double)(m->now - m->oldest) / 1000.0 : 0.0);
-	memset(m->hist, 0, sizeof(m->hist));
-	m->pending = m->oldest = 0;
-	m->have = 0;
+	whk_buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, helptext, name,
+	    type);
 }
 
 static void
-series_switch(struct series *m, const struct whk_col *ep)
+series(struct whk_buf *b, const char *name, const char *ep, const char *fmt,
+    double v)
 {
-	if (m->have && strlen(m->ep) == ep->len &&
-	    memcmp(m->ep, ep->s, ep->len) == 0)
-		return;
-	series_close(m);
-	snprintf(m->ep, sizeof(m->ep), "%.*s", (int)ep->len, ep->s);
-	m->have = 1;
-}
-
-/* name, outcome|state, count, n, sum, buckets...[, oldest waiting] */
-static void
-hist_add(int64_t *h, const struct whk_col *c)
-{
-	int i;
-
-	for (i = 0; i < WHK_BUCKETS; i++)
-		h[i] += c[5 + i].i;
-	h[WHK_BUCKETS] += c[3].i;
-	h[WHK_BUCKETS + 1] += c[4].i;
-}
-
-/*
- * Attempts come first, then webhooks, each by endpoint; the histograms
- * of one endpoint are complete when the webhooks move on, so attempts'
- * first-attempt sums are kept per endpoint in a small list meanwhile.
- */
-struct first_sum {
-	char	 ep[256];
-	int64_t	 h[WHK_BUCKETS + 2];
-};
-
-struct metrics {
-	struct series	 m;
-	struct first_sum *first;
-	size_t		 nfirst;
-};
-
-static int
-metrics_attempt(const struct whk_col *c, int n, void *arg)
-{
-	struct metrics *x = arg;
-	struct first_sum *v;
-	size_t i;
-
-	(void)n;
-	whk_buf_puts(&x->m.b[M_ATTEMPTS], "whk_attempts_total{endpoint=\"");
-	label(&x->m.b[M_ATTEMPTS], c[0].s, c[0].len);
-	whk_buf_puts(&x->m.b[M_ATTEMPTS], "\",outcome=\"");
-	label(&x->m.b[M_ATTEMPTS], c[1].s, c[1].len);
-	whk_buf_printf(&x->m.b[M_ATTEMPTS], "\"} %lld\n", (long long)c[2].i);
-	for (i = 0; i < x->nfirst; i++)
-		if (strlen(x->first[i].ep) == c[0].len &&
-		    memcmp(x->first[i].ep, c[0].s, c[0].len) == 0)
-			break;
-	if (i == x->nfirst) {
-		if ((v = reallocarray(x->first, x->nfirst + 1,
-		    sizeof(*v))) == NULL)
-			return -1;
-		x->first = v;
-		memset(&v[i], 0, sizeof(v[i]));
-		snprintf(v[i].ep, sizeof(v[i].ep), "%.*s", (int)c[0].len,
-		    c[0].s);
-		x->nfirst++;
-	}
-	hist_add(x->first[i].h, c);
-	return 0;
-}
-
-static int
-metrics_webhook(const struct whk_col *c, int n, void *arg)
-{
-	struct metrics *x = arg;
-	size_t i;
-
-	(void)n;
-	if (!x->m.have || strlen(x->m.ep) != c[0].len ||
-	    memcmp(x->m.ep, c[0].s, c[0].len) != 0) {
-		series_switch(&x->m, &c[0]);
-		for (i = 0; i < x->nfirst; i++)
-			if (strcmp(x->first[i].ep, x->m.ep) == 0)
-				memcpy(x->m.hist[0], x->first[i].h,
-				    sizeof(x->m.hist[0]));
-	}
-	whk_buf_puts(&x->m.b[M_WEBHOOKS], "whk_webhooks{endpoint=\"");
-	label(&x->m.b[M_WEBHOOKS], c[0].s, c[0].len);
-	whk_buf_puts(&x->m.b[M_WEBHOOKS], "\",state=\"");
-	label(&x->m.b[M_WEBHOOKS], c[1].s, c[1].len);
-	whk_buf_printf(&x->m.b[M_WEBHOOKS], "\"} %lld\n", (long long)c[2].i);
-	hist_add(x->m.hist[1], c);
-	if (c[1].len == 7 && (memcmp(c[1].s, "pending", 7) == 0))
-		x->m.pending += c[2].i;
-	if (c[1].len == 6 && memcmp(c[1].s, "failed", 6) == 0)
-		x->m.pending += c[2].i;
-	if (c[5 + WHK_BUCKETS].type == WHK_COL_INT &&
-	    (x->m.oldest == 0 || c[5 + WHK_BUCKETS].i < x->m.oldest))
-		x->m.oldest = c[5 + WHK_BUCKETS].i;
-	return 0;
-}
-
-static int
-metrics_endpoint(const struct whk_col *c, int n, void *arg)
-{
-	struct metrics *x = arg;
-	size_t i;
-
-	(void)n;
-	whk_buf_puts(&x->m.b[M_ENABLED], "whk_endpoint_enabled{endpoint=\"");
-	label(&x->m.b[M_ENABLED], c[0].s, c[0].len);
-	whk_buf_printf(&x->m.b[M_ENABLED], "\"} %lld\n", (long long)c[1].i);
-	/* An endpoint without webhooks still has its series. */
-	for (i = 0; i < x->nfirst; i++)
-		if (strlen(x->first[i].ep) == c[0].len &&
-		    memcmp(x->first[i].ep, c[0].s, c[0].len) == 0)
-			return 0;
-	return 0;
+	whk_buf_printf(b, "%s{endpoint=\"", name);
+	label(b, ep, strlen(ep));
+	whk_buf_puts(b, "\"} ");
+	whk_buf_printf(b, fmt, v);
+	whk_buf_puts(b, "\n");
 }
 
 static int
 metrics(struct logger *l, struct whk_err *err)
 {
-	static const char *head[] = {
-		[M_ATTEMPTS] = "# HELP whk_attempts_total Attempts recorded, by "
-		    "endpoint and outcome.\n# TYPE whk_attempts_total counter\n",
-		[M_WEBHOOKS] = "# HELP whk_webhooks Webhooks, by endpoint and "
-		    "state.\n# TYPE whk_webhooks gauge\n",
-		[M_PENDING] = "# HELP whk_pending_webhooks Webhooks not yet "
-		    "delivered nor dead.\n# TYPE whk_pending_webhooks gauge\n",
-		[M_OLDEST] = "# HELP whk_oldest_pending_age_seconds Age of the "
-		    "oldest event waiting in a pending or failed webhook.\n"
-		    "# TYPE whk_oldest_pending_age_seconds gauge\n",
-		[M_FIRST] = "# HELP whk_first_attempt_latency_seconds From the "
-		    "event stored to its webhook's first attempt ended.\n"
-		    "# TYPE whk_first_attempt_latency_seconds histogram\n",
-		[M_DELIVERY] = "# HELP whk_delivery_latency_seconds From the "
-		    "event stored to its webhook delivered.\n"
-		    "# TYPE whk_delivery_latency_seconds histogram\n",
-		[M_ENABLED] = "# HELP whk_endpoint_enabled 1 while the endpoint "
-		    "is enabled.\n# TYPE whk_endpoint_enabled gauge\n",
-	};
-	struct metrics x;
-	size_t i;
-	int k, rc = -1;
+	struct whk_buf *b = &l->out;
+	struct sums x;
+	struct epsum *e;
+	int64_t now = whk_now_ms();
+	size_t k;
 
 	memset(&x, 0, sizeof(x));
-	x.m.now = whk_now_ms();
-	if (whk_store_begin_read(l->store, err) == -1)
+	if (sums_load(l, &x, NULL, 0, 1, err) == -1) {
+		sums_free(&x);
 		return -1;
-	if (whk_store_agg(l->store, WHK_AGG_ATTEMPTS, NULL, 0, 0,
-	    metrics_attempt, &x, err) == -1 ||
-	    whk_store_agg(l->store, WHK_AGG_WEBHOOKS, NULL, 0, 0,
-	    metrics_webhook, &x, err) == -1 ||
-	    whk_store_agg(l->store, WHK_AGG_ENDPOINTS, NULL, 0, 0,
-	    metrics_endpoint, &x, err) == -1)
-		goto out;
-	series_close(&x.m);
-	for (k = M_ATTEMPTS; k <= M_ENABLED; k++) {
-		whk_buf_puts(&l->out, head[k]);
-		if (x.m.b[k].len > 0)
-			whk_buf_add(&l->out, x.m.b[k].data, x.m.b[k].len);
 	}
-	rc = 0;
-out:
-	whk_store_rollback(l->store);
-	for (k = 0; k < 8; k++)
-		whk_buf_free(&x.m.b[k]);
-	(void)i;
-	free(x.first);
-	return rc;
+	family(b, "whk_attempts_total", "counter",
+	    "Attempts recorded, by endpoint and outcome.");
+	for (k = 0; k < x.n; k++) {
+		e = &x.eps[k];
+		whk_buf_puts(b, "whk_attempts_total{endpoint=\"");
+		label(b, e->name, strlen(e->name));
+		whk_buf_printf(b, "\",outcome=\"delivered\"} %lld\n",
+		    (long long)e->delivered);
+		whk_buf_puts(b, "whk_attempts_total{endpoint=\"");
+		label(b, e->name, strlen(e->name));
+		whk_buf_printf(b, "\",outcome=\"failed\"} %lld\n",
+		    (long long)e->failed);
+	}
+	family(b, "whk_webhooks", "gauge", "Webhooks, by endpoint and state.");
+	for (k = 0; k < x.n; k++) {
+		static const char *states[] = { "pending", "failed",
+		    "delivered", "dead" };
+		int i;
+
+		for (i = 0; i < 4; i++) {
+			whk_buf_puts(b, "whk_webhooks{endpoint=\"");
+			label(b, x.eps[k].name, strlen(x.eps[k].name));
+			whk_buf_printf(b, "\",state=\"%s\"} %lld\n", states[i],
+			    (long long)x.eps[k].states[i]);
+		}
+	}
+	family(b, "whk_pending_webhooks", "gauge",
+	    "Webhooks not yet delivered nor dead.");
+	for (k = 0; k < x.n; k++)
+		series(b, "whk_pending_webhooks", x.eps[k].name, "%.0f",
+		    (double)x.eps[k].pending);
+	family(b, "whk_oldest_pending_age_seconds", "gauge",
+	    "Age of the oldest event waiting in a pending or failed webhook.");
+	for (k = 0; k < x.n; k++) {
+		e = &x.eps[k];
+		series(b, "whk_oldest_pending_age_seconds", e->name, "%.3f",
+		    e->oldest > 0 && now > e->oldest ?
+		    (double)(now - e->oldest) / 1000.0 : 0.0);
+	}
+	family(b, "whk_first_attempt_latency_seconds", "histogram",
+	    "From the event stored to its webhook's first attempt ended.");
+	for (k = 0; k < x.n; k++)
+		hist_out(b, "whk_first_attempt_latency_seconds",
+		    x.eps[k].name, x.eps[k].first);
+	family(b, "whk_delivery_latency_seconds", "histogram",
+	    "From the event stored to its webhook delivered.");
+	for (k = 0; k < x.n; k++)
+		hist_out(b, "whk_delivery_latency_seconds", x.eps[k].name,
+		    x.eps[k].delivery);
+	family(b, "whk_endpoint_enabled", "gauge",
+	    "1 while the endpoint is enabled.");
+	for (k = 0; k < x.n; k++)
+		series(b, "whk_endpoint_enabled", x.eps[k].name, "%.0f",
+		    (double)x.eps[k].enabled);
+	sums_free(&x);
+	return b->oom ? whk_error(err, WHK_EXIT_SYSTEM, "out of memory") : 0;
 }
 
 /* --- slo and stats ------------------------------------------------------- */
@@ -870,134 +925,112 @@ slo_row(const struct whk_col *c, int n, void *arg)
 	return emit_row(cols, 8, s->l);
 }
 
-struct stats {
-	struct logger	*l;
-	struct whk_err	*err;
-	int64_t		 since;
-	/* Per endpoint, from the attempts rows. */
-	char		 ep[256];
-	int64_t		 attempts, delivered, failed;
-	int64_t		 h[WHK_BUCKETS + 2];
-	int		 have;
-	int64_t		 p50, p95, nlat, seen;
-};
-
 static int
-percentile_row(const struct whk_col *c, int n, void *arg)
+cmp_int64(const void *a, const void *b)
 {
-	struct stats *s = arg;
+	int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
 
-	(void)n;
-	if (s->seen == (s->nlat - 1) / 2)
-		s->p50 = c[0].i;
-	if (s->seen == (s->nlat * 95 - 1) / 100) {
-		s->p95 = c[0].i;
-		return 1;
-	}
-	s->seen++;
-	return 0;
+	return x < y ? -1 : x > y;
 }
 
-static int
-stats_flush(struct stats *s)
+static void
+stats_one(struct logger *l, struct epsum *e)
 {
 	const int64_t *ms = whk_buckets_ms();
-	struct whk_buf *b = &s->l->out;
-	int64_t prev = 0, most = 1, v;
+	struct whk_buf *b = &l->out;
+	int64_t prev = 0, most = 1, v, p50 = -1, p95 = -1;
+	int64_t attempts = e->delivered + e->failed;
 	int i, bar;
 
-	if (!s->have)
-		return 0;
-	s->nlat = s->h[WHK_BUCKETS];
-	s->seen = 0;
-	s->p50 = s->p95 = -1;
-	if (s->nlat > 0 && whk_store_agg(s->l->store, WHK_AGG_LATENCIES, s->ep,
-	    s->since, 0, percentile_row, s, s->err) == -1)
-		return -1;
-	if (s->l->format != F_TABLE) {
+	if (e->nlat > 0) {
+		qsort(e->lat, e->nlat, sizeof(*e->lat), cmp_int64);
+		p50 = e->lat[(e->nlat - 1) / 2];
+		p95 = e->lat[(e->nlat * 95 - 1) / 100];
+	}
+	if (l->format != F_TABLE) {
 		whk_buf_puts(b, "{\"endpoint\":");
-		whk_buf_json_str(b, s->ep);
+		whk_buf_json_str(b, e->name);
 		whk_buf_printf(b, ",\"attempts\":%lld,\"delivered\":%lld,"
-		    "\"failed\":%lld,\"success\":", (long long)s->attempts,
-		    (long long)s->delivered, (long long)s->failed);
-		if (s->attempts > 0)
-			whk_buf_printf(b, "%.2f", 100.0 * (double)s->delivered /
-			    (double)s->attempts);
+		    "\"failed\":%lld,\"success\":", (long long)attempts,
+		    (long long)e->delivered, (long long)e->failed);
+		if (attempts > 0)
+			whk_buf_printf(b, "%.2f", 100.0 * (double)e->delivered /
+			    (double)attempts);
 		else
 			whk_buf_puts(b, "null");
 		whk_buf_puts(b, ",\"p50_ms\":");
-		if (s->p50 >= 0)
-			whk_buf_int(b, s->p50);
+		if (p50 >= 0)
+			whk_buf_int(b, p50);
 		else
 			whk_buf_puts(b, "null");
 		whk_buf_puts(b, ",\"p95_ms\":");
-		if (s->p95 >= 0)
-			whk_buf_int(b, s->p95);
+		if (p95 >= 0)
+			whk_buf_int(b, p95);
 		else
 			whk_buf_puts(b, "null");
 		whk_buf_puts(b, ",\"histogram\":[");
 		for (i = 0; i < WHK_BUCKETS; i++) {
 			whk_buf_printf(b, "%s{\"le_ms\":%lld,\"count\":%lld}",
 			    i ? "," : "", (long long)ms[i],
-			    (long long)(s->h[i] - prev));
-			prev = s->h[i];
+			    (long long)(e->first[i] - prev));
+			prev = e->first[i];
 		}
 		whk_buf_printf(b, ",{\"le_ms\":null,\"count\":%lld}]}\n",
-		    (long long)(s->h[WHK_BUCKETS] - prev));
-	} else {
-		whk_buf_printf(b, "%s: %lld attempts, %.1f%% delivered; first "
-		    "attempts p50 %lld ms, p95 %lld ms\n", s->ep,
-		    (long long)s->attempts, s->attempts > 0 ? 100.0 *
-		    (double)s->delivered / (double)s->attempts : 0.0,
-		    (long long)s->p50, (long long)s->p95);
-		for (i = 0, prev = 0; i <= WHK_BUCKETS; i++) {
-			v = s->h[i] - prev;
-			prev = s->h[i];
-			if (v > most)
-				most = v;
-		}
-		for (i = 0, prev = 0; i <= WHK_BUCKETS; i++) {
-			char lab[32];
-
-			v = s->h[i] - prev;
-			prev = s->h[i];
-			if (i < WHK_BUCKETS)
-				snprintf(lab, sizeof(lab), "<= %gs",
-				    (double)ms[i] / 1000.0);
-			else
-				snprintf(lab, sizeof(lab), "more");
-			whk_buf_printf(b, "  %9s %8lld ", lab, (long long)v);
-			for (bar = 0; bar < (int)(40 * v / most); bar++)
-				whk_buf_puts(b, "\xe2\x96\x88");
-			whk_buf_puts(b, "\n");
-		}
+		    (long long)(e->first[WHK_BUCKETS] - prev));
+		return;
 	}
-	memset(s->h, 0, sizeof(s->h));
-	s->attempts = s->delivered = s->failed = 0;
-	s->have = 0;
-	return 0;
+	whk_buf_printf(b, "%s: %lld attempts, ", e->name, (long long)attempts);
+	if (attempts > 0)
+		whk_buf_printf(b, "%.1f%% delivered", 100.0 *
+		    (double)e->delivered / (double)attempts);
+	else
+		whk_buf_puts(b, "none delivered");
+	if (p50 >= 0)
+		whk_buf_printf(b, "; first attempts p50 %lld ms, p95 %lld ms",
+		    (long long)p50, (long long)p95);
+	whk_buf_puts(b, "\n");
+	for (i = 0, prev = 0; i <= WHK_BUCKETS; i++) {
+		v = e->first[i] - prev;
+		prev = e->first[i];
+		if (v > most)
+			most = v;
+	}
+	for (i = 0, prev = 0; i <= WHK_BUCKETS; i++) {
+		char lab[32];
+
+		v = e->first[i] - prev;
+		prev = e->first[i];
+		if (i < WHK_BUCKETS)
+			snprintf(lab, sizeof(lab), "<= %gs",
+			    (double)ms[i] / 1000.0);
+		else
+			snprintf(lab, sizeof(lab), "more");
+		whk_buf_printf(b, "  %9s %8lld ", lab, (long long)v);
+		for (bar = 0; bar < (int)(40 * v / most); bar++)
+			whk_buf_puts(b, "\xe2\x96\x88");
+		whk_buf_puts(b, "\n");
+	}
 }
 
+/* Per endpoint: success, and a histogram of first-attempt latency. */
 static int
-stats_row(const struct whk_col *c, int n, void *arg)
+stats(struct logger *l, const char *endpoint, int64_t since,
+    struct whk_err *err)
 {
-	struct stats *s = arg;
+	struct sums x;
+	size_t k;
 
-	(void)n;
-	if (s->have && (strlen(s->ep) != c[0].len ||
-	    memcmp(s->ep, c[0].s, c[0].len) != 0) && stats_flush(s) == -1)
+	memset(&x, 0, sizeof(x));
+	x.keep = 1;
+	if (sums_load(l, &x, endpoint, since, 0, err) == -1) {
+		sums_free(&x);
 		return -1;
-	if (!s->have) {
-		snprintf(s->ep, sizeof(s->ep), "%.*s", (int)c[0].len, c[0].s);
-		s->have = 1;
 	}
-	s->attempts += c[2].i;
-	if (c[1].len == 9 && memcmp(c[1].s, "delivered", 9) == 0)
-		s->delivered += c[2].i;
-	else
-		s->failed += c[2].i;
-	hist_add(s->h, c);
-	return 0;
+	for (k = 0; k < x.n; k++)
+		stats_one(l, &x.eps[k]);
+	sums_free(&x);
+	return l->out.oom ? whk_error(err, WHK_EXIT_SYSTEM, "out of memory") :
+	    0;
 }
 
 /* --- follow -------------------------------------------------------------- */
@@ -1278,18 +1311,10 @@ main(int argc, char *argv[])
 		if (rc == 0 && s.missed_target)
 			status = WHK_EXIT_PARTIAL;
 	} else if (strcmp(cmd, "stats") == 0) {
-		struct stats s;
-
-		memset(&s, 0, sizeof(s));
-		s.l = &l;
-		s.err = &err;
-		s.since = since_opt ? q.since : whk_now_ms() - DAY_MS;
 		if (l.format == F_TSV)
 			l.format = F_JSON;
-		rc = whk_store_agg(l.store, WHK_AGG_ATTEMPTS, q.endpoint,
-		    s.since, 0, stats_row, &s, &err);
-		if (rc == 0)
-			rc = stats_flush(&s);
+		rc = stats(&l, q.endpoint, since_opt ? q.since : whk_now_ms() -
+		    DAY_MS, &err);
 	} else
 		rc = prune(&l, whk_now_ms() - before, dry_run, &err);
 	if (rc == -1) {

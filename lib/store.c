@@ -2040,25 +2040,6 @@ whk_buckets_ms(void)
 }
 
 static const char *agg_sql[] = {
-	/* Attempts by endpoint and outcome; first attempts' latency. */
-	[WHK_AGG_ATTEMPTS] = "SELECT p.name AS endpoint, x.outcome, count(*),"
-	    " " BUCKETS_SQL("x.lat") " FROM (SELECT a.endpoint_id, a.outcome,"
-	    " CASE WHEN a.n = 1 THEN a.started_at + coalesce(a.ms, 0) -"
-	    " (SELECT w.first_event_at FROM webhooks w WHERE w.seq ="
-	    " a.webhook_seq) END AS lat FROM attempts a WHERE a.started_at >="
-	    " :since) x JOIN endpoints p ON p.id = x.endpoint_id"
-	    " WHERE (:endpoint IS NULL OR p.name = :endpoint)"
-	    " GROUP BY x.endpoint_id, x.outcome ORDER BY p.name, x.outcome",
-	/* Webhooks by endpoint and state; delivery latency; oldest waiting. */
-	[WHK_AGG_WEBHOOKS] = "SELECT p.name AS endpoint, x.state, count(*),"
-	    " " BUCKETS_SQL("x.lat") ", min(x.waiting) FROM (SELECT"
-	    " w.endpoint_id, w.state, CASE WHEN w.delivered_at IS NOT NULL"
-	    " THEN w.delivered_at - w.first_event_at END AS lat, CASE WHEN"
-	    " w.state IN ('pending', 'failed') THEN w.first_event_at END"
-	    " AS waiting FROM webhooks w WHERE w.created_at >= :since) x"
-	    " JOIN endpoints p ON p.id = x.endpoint_id"
-	    " WHERE (:endpoint IS NULL OR p.name = :endpoint)"
-	    " GROUP BY x.endpoint_id, x.state ORDER BY p.name, x.state",
 	/* Events delivered within the bound, later, or not yet decided. */
 	[WHK_AGG_SLO] = "SELECT p.name AS endpoint, coalesce(sum(CASE WHEN"
 	    " w.delivered_at IS NOT NULL AND w.delivered_at - w.first_event_at"
@@ -2069,16 +2050,69 @@ static const char *agg_sql[] = {
 	    " LEFT JOIN webhooks w ON w.endpoint_id = p.id AND w.created_at >="
 	    " :since WHERE p.removed_at IS NULL AND (:endpoint IS NULL OR"
 	    " p.name = :endpoint) GROUP BY p.id ORDER BY p.name",
-	/* First attempts' latencies of one endpoint, in order. */
-	[WHK_AGG_LATENCIES] = "SELECT a.started_at + coalesce(a.ms, 0) -"
-	    " w.first_event_at AS lat FROM attempts a JOIN webhooks w"
-	    " ON w.seq = a.webhook_seq WHERE a.n = 1 AND a.endpoint_id ="
-	    " (SELECT id FROM endpoints WHERE name = :endpoint AND removed_at"
-	    " IS NULL) AND a.started_at >= :since ORDER BY lat",
-	[WHK_AGG_ENDPOINTS] = "SELECT name AS endpoint, disabled_at IS NULL"
+	[WHK_AGG_ENDPOINTS] = "SELECT id, name AS endpoint, disabled_at IS NULL"
 	    " AS enabled FROM endpoints WHERE removed_at IS NULL"
 	    " AND (:endpoint IS NULL OR name = :endpoint) ORDER BY name",
 };
+
+/*
+ * Every attempt since a time, in one pass over the table in its own
+ * order (through an index, each row would be a seek of its own): its
+ * endpoint, whether it delivered, and for a first attempt the latency
+ * from its webhook's first event.  The sums are the caller's.
+ */
+/* Every webhook made since a time, in one pass, for sums per endpoint. */
+int
+whk_store_webhooks_scan(struct whk_store *s, int64_t since,
+    const char *endpoint, whk_wscan_fn fn, void *arg, struct whk_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if ((rc = sqlite3_prepare_v2(s->db, "SELECT w.endpoint_id, w.state,"
+	    " CASE WHEN w.delivered_at IS NOT NULL THEN w.delivered_at -"
+	    " w.first_event_at END, w.first_event_at FROM webhooks w"
+	    " NOT INDEXED WHERE w.created_at >= :since AND (:endpoint IS NULL"
+	    " OR w.endpoint_id = (SELECT id FROM endpoints WHERE name ="
+	    " :endpoint AND removed_at IS NULL))", -1, &st,
+	    NULL)) != SQLITE_OK)
+		return fail(s, err, rc, "store");
+	bind_named(st, ":endpoint", endpoint);
+	bind_named_int(st, ":since", since);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		fn(sqlite3_column_int64(st, 0),
+		    (const char *)sqlite3_column_text(st, 1),
+		    sqlite3_column_type(st, 2) == SQLITE_NULL ? -1 :
+		    sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3),
+		    arg);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
+}
+
+int
+whk_store_attempts_scan(struct whk_store *s, int64_t since,
+    const char *endpoint, whk_scan_fn fn, void *arg, struct whk_err *err)
+{
+	sqlite3_stmt *st = NULL;
+	int rc;
+
+	if ((rc = sqlite3_prepare_v2(s->db, "SELECT a.endpoint_id,"
+	    " a.outcome = 'delivered', CASE WHEN a.n = 1 THEN a.started_at +"
+	    " coalesce(a.ms, 0) - (SELECT w.first_event_at FROM webhooks w"
+	    " WHERE w.seq = a.webhook_seq) END FROM attempts a NOT INDEXED"
+	    " WHERE a.started_at >= :since AND (:endpoint IS NULL OR"
+	    " a.endpoint_id = (SELECT id FROM endpoints WHERE name = :endpoint"
+	    " AND removed_at IS NULL))", -1, &st, NULL)) != SQLITE_OK)
+		return fail(s, err, rc, "store");
+	bind_named(st, ":endpoint", endpoint);
+	bind_named_int(st, ":since", since);
+	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+		fn(sqlite3_column_int64(st, 0), sqlite3_column_int(st, 1),
+		    sqlite3_column_type(st, 2) == SQLITE_NULL ? -1 :
+		    sqlite3_column_int64(st, 2), arg);
+	sqlite3_finalize(st);
+	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
+}
 
 int
 whk_store_agg(struct whk_store *s, int which, const char *endpoint,

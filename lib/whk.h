@@ -516,11 +516,18 @@ int	 whk_store_log(struct whk_store *, const struct whk_log_query *,
 /* Latency buckets, ms, cumulative; the last, +Inf, is the count. */
 #define WHK_BUCKETS	12
 const int64_t	*whk_buckets_ms(void);
-enum { WHK_AGG_ATTEMPTS, WHK_AGG_WEBHOOKS, WHK_AGG_SLO, WHK_AGG_LATENCIES,
-	WHK_AGG_ENDPOINTS };
+enum { WHK_AGG_SLO, WHK_AGG_ENDPOINTS };
 int	 whk_store_agg(struct whk_store *, int which, const char *endpoint,
 	    int64_t since, int64_t within, whk_row_fn, void *,
 	    struct whk_err *);
+typedef void (*whk_scan_fn)(int64_t endpoint_id, int delivered,
+	    int64_t first_latency_ms, void *);	/* -1: not a first attempt */
+int	 whk_store_attempts_scan(struct whk_store *, int64_t since,
+	    const char *endpoint, whk_scan_fn, void *, struct whk_err *);
+typedef void (*whk_wscan_fn)(int64_t endpoint_id, const char *state,
+	    int64_t delivery_latency_ms, int64_t first_event_at, void *);
+int	 whk_store_webhooks_scan(struct whk_store *, int64_t since,
+	    const char *endpoint, whk_wscan_fn, void *, struct whk_err *);
 struct whk_pruned {
 	int64_t	 webhooks, attempts, events;
 };
