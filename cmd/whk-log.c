@@ -119,6 +119,8 @@ struct logger {
 	int64_t			 last_seq;	/* follow */
 	int64_t			 count;
 	int			 bad_jq;
+	int			 following;	/* a header once, not each poll */
+	int			 headed;
 };
 
 static volatile sig_atomic_t stop;
@@ -260,6 +262,21 @@ cell(const struct whk_col *c, int tsv)
 }
 
 static int
+table_names(struct table *t, const struct whk_col *cols, int n)
+{
+	int i, k;
+
+	if ((t->names = calloc((size_t)n, sizeof(*t->names))) == NULL)
+		return -1;
+	for (i = k = 0; i < n; i++)
+		if (cols[i].name[0] != '_' &&
+		    (t->names[k++] = strdup(cols[i].name)) == NULL)
+			return -1;
+	t->ncols = k;
+	return 0;
+}
+
+static int
 table_add(struct table *t, const struct whk_col *cols, int n, int tsv)
 {
 	char **v;
@@ -294,7 +311,7 @@ table_add(struct table *t, const struct whk_col *cols, int n, int tsv)
 
 /* Aligned columns; numbers to the right. */
 static void
-table_print(struct table *t, struct whk_buf *b)
+table_print(struct table *t, struct whk_buf *b, int headless)
 {
 	size_t *w, r, len;
 	int c;
@@ -314,10 +331,11 @@ table_print(struct table *t, struct whk_buf *b)
 				w[c] = len;
 		}
 	}
-	for (c = 0; c < t->ncols; c++)
+	for (c = 0; c < t->ncols && !headless; c++)
 		whk_buf_printf(b, "%s%-*s", c ? "  " : "",
 		    c + 1 < t->ncols ? (int)w[c] : 0, t->names[c]);
-	whk_buf_puts(b, "\n");
+	if (!headless)
+		whk_buf_puts(b, "\n");
 	for (r = 0; r < t->rows; r++) {
 		for (c = 0; c < t->ncols; c++) {
 			const char *v = t->cells[r * (size_t)t->ncols +
@@ -358,6 +376,17 @@ flush_out(struct logger *l)
 		return -1;
 	whk_buf_reset(&l->out);
 	return 0;
+}
+
+/* The names, before any record: a table's or TSV's header. */
+static int
+head_row(const struct whk_col *cols, int n, void *arg)
+{
+	struct logger *l = arg;
+
+	if (l->jq || l->format == F_JSON || l->t.names)
+		return 0;
+	return table_names(&l->t, cols, n);
 }
 
 /* A record: to the table, or out as a line (through --jq when given). */
@@ -403,13 +432,17 @@ finish_table(struct logger *l)
 	size_t r;
 	int c;
 
+	if (l->following && l->t.rows == 0) {
+		/* Nothing new: the header waits for the first record. */
+		table_free(&l->t);
+		return;
+	}
 	if (l->format == F_TABLE)
-		table_print(&l->t, &l->out);
+		table_print(&l->t, &l->out, l->headed);
 	else if (l->format == F_TSV && l->t.ncols > 0) {
-		for (c = 0; c < l->t.ncols; c++)
-			whk_buf_printf(&l->out, "%s%s", c ? "\t" : "",
-			    l->t.names[c]);
-		whk_buf_puts(&l->out, "\n");
+		for (c = 0; c < l->t.ncols && !l->headed; c++)
+			whk_buf_printf(&l->out, "%s%s%s", c ? "\t" : "",
+			    l->t.names[c], c + 1 < l->t.ncols ? "" : "\n");
 		for (r = 0; r < l->t.rows; r++) {
 			for (c = 0; c < l->t.ncols; c++)
 				whk_buf_printf(&l->out, "%s%s", c ? "\t" : "",
@@ -418,6 +451,7 @@ finish_table(struct logger *l)
 			whk_buf_puts(&l->out, "\n");
 		}
 	}
+	l->headed = l->following;
 	table_free(&l->t);
 }
 
@@ -463,6 +497,22 @@ collect_json(const struct whk_col *cols, int n, void *arg)
 		whk_buf_puts(c->b, ",");
 	json_row(c->b, cols, n);
 	return c->b->oom ? -1 : 0;
+}
+
+/* A webhook in brief, as an event's show lists it. */
+static int
+collect_brief(const struct whk_col *cols, int n, void *arg)
+{
+	static const char *keep[] = { "webhook", "endpoint", "state",
+	    "attempts", "last_status", NULL };
+	struct whk_col v[8];
+	int i, k, m = 0;
+
+	for (k = 0; keep[k]; k++)
+		for (i = 0; i < n; i++)
+			if (strcmp(cols[i].name, keep[k]) == 0)
+				v[m++] = cols[i];
+	return collect_json(v, m, arg);
 }
 
 /* The first (only) row's fields, without the closing brace. */
@@ -513,7 +563,7 @@ show(struct logger *l, const char *id, struct whk_err *err)
 		q.oldest_first = 1;
 		whk_buf_puts(&l->out, ",\"webhooks\":[");
 		c.n = 0;
-		if (whk_store_log(l->store, &q, collect_json, &c, err) == -1)
+		if (whk_store_log(l->store, &q, collect_brief, &c, err) == -1)
 			return -1;
 		whk_buf_puts(&l->out, "]}\n");
 		return 0;
@@ -559,17 +609,114 @@ show(struct logger *l, const char *id, struct whk_err *err)
 	return 0;
 }
 
-/* show on a terminal: the same record, laid out by jq's own printer. */
+/* show on a terminal: the fields a line each, then the lists as tables. */
 static int
-show_table(struct logger *l, struct whk_err *err)
+text_fields(const struct whk_col *cols, int n, void *arg)
 {
-	struct whk_buf in = l->out;
+	struct logger *l = arg;
+	char *v;
+	int i;
+
+	for (i = 0; i < n; i++) {
+		if (cols[i].name[0] == '_')
+			continue;
+		if ((v = cell(&cols[i], 1)) == NULL)
+			return -1;
+		whk_buf_printf(&l->out, "%-13s %s\n", cols[i].name,
+		    cols[i].type == WHK_COL_NULL ? "-" : v);
+		free(v);
+	}
+	l->count++;
+	return l->out.oom ? -1 : 0;
+}
+
+/* A row for a table, less the columns the block above already says. */
+static int
+text_row(const struct whk_col *cols, int n, void *arg)
+{
+	struct logger *l = arg;
+	struct whk_col v[WHK_COLS_MAX];
+	int i, m = 0;
+
+	for (i = 0; i < n; i++)
+		if (l->count != -1 || (strcmp(cols[i].name, "webhook") != 0 &&
+		    strcmp(cols[i].name, "endpoint") != 0))
+			v[m++] = cols[i];
+	return table_add(&l->t, v, m, 0);
+}
+
+static int
+text_id(const struct whk_col *cols, int n, void *arg)
+{
+	struct logger *l = arg;
+
+	(void)n;
+	whk_buf_printf(&l->out, " %.*s", (int)cols[1].len, cols[1].s);
+	return l->out.oom ? -1 : 0;
+}
+
+static int
+show_text(struct logger *l, const char *id, struct whk_err *err)
+{
+	struct whk_log_query q;
+	struct whk_webhook w;
+	struct whk_buf body = { 0 };
 	int rc;
 
-	memset(&l->out, 0, sizeof(l->out));
-	rc = whk_json_pretty(in.data, in.len, &l->out, err);
-	whk_buf_free(&in);
-	return rc;
+	memset(&q, 0, sizeof(q));
+	q.kind = WHK_LOG_EVENTS;
+	q.event = id;
+	q.limit = 1;
+	l->count = 0;
+	if (whk_store_log(l->store, &q, text_fields, l, err) == -1)
+		return -1;
+	if (l->count > 0) {
+		memset(&q, 0, sizeof(q));
+		q.kind = WHK_LOG_WEBHOOKS;
+		q.event = id;
+		q.oldest_first = 1;
+		whk_buf_puts(&l->out, "\nwebhooks\n");
+		if (whk_store_log(l->store, &q, text_row, l, err) == -1)
+			return -1;
+		table_print(&l->t, &l->out, 0);
+		table_free(&l->t);
+		return 0;
+	}
+	if ((rc = whk_store_webhook_find(l->store, id, &w, err)) == -1)
+		return -1;
+	if (rc == 1)
+		return whk_error(err, WHK_EXIT_PARTIAL, "no event or webhook "
+		    "'%s'", id);
+	q.kind = WHK_LOG_WEBHOOKS;
+	q.event = NULL;
+	q.webhook = id;
+	if (whk_store_log(l->store, &q, text_fields, l, err) == -1)
+		return -1;
+	memset(&q, 0, sizeof(q));
+	q.kind = WHK_LOG_EVENTS;
+	q.webhook = id;
+	q.oldest_first = 1;
+	whk_buf_printf(&l->out, "%-13s", "event_ids");
+	if (whk_store_log(l->store, &q, text_id, l, err) == -1)
+		return -1;
+	if (whk_store_webhook_body(l->store, w.seq, &body, err) == -1)
+		return -1;
+	whk_buf_printf(&l->out, "\n%-13s %.*s\n", "body", (int)body.len,
+	    body.data ? body.data : "");
+	whk_buf_free(&body);
+	memset(&q, 0, sizeof(q));
+	q.kind = WHK_LOG_ATTEMPTS;
+	q.webhook = id;
+	q.oldest_first = 1;
+	q.with_response = 1;
+	whk_buf_puts(&l->out, "\nattempts\n");
+	l->count = -1;	/* text_row: the webhook and endpoint said above */
+	if (whk_store_log(l->store, &q, text_row, l, err) == -1)
+		return -1;
+	table_print(&l->t, &l->out, 0);
+	table_free(&l->t);
+	return l->out.oom ? whk_error(err, WHK_EXIT_SYSTEM, "out of memory") :
+	    0;
 }
 
 /* --- metrics and stats: sums per endpoint -------------------------------- */
@@ -1055,10 +1202,12 @@ follow(struct logger *l, struct whk_log_query *q, struct whk_err *err)
 	/* From now on: the newest attempt so far marks the start. */
 	last.limit = 1;
 	last.oldest_first = 0;
+	last.head = NULL;
 	l->last_seq = 0;
 	if (whk_store_log(l->store, &last, seq_only, l, err) == -1)
 		return -1;
 	q->oldest_first = 1;
+	l->following = 1;
 	while (!stop) {
 		/* 0: there was none at the start, so every one is new. */
 		q->after = l->last_seq;
@@ -1088,8 +1237,7 @@ prune(struct logger *l, int64_t before, int dry_run, struct whk_err *err)
 	    "%lld,\"events\":%lld},\"before\":", (long long)p.webhooks,
 	    (long long)p.attempts, (long long)p.events);
 	whk_buf_json_time(&l->out, before);
-	whk_buf_printf(&l->out, ",\"dry_run\":%s}\n", dry_run ? "true" :
-	    "false");
+	whk_buf_puts(&l->out, "}\n");
 	return 0;
 }
 
@@ -1097,6 +1245,62 @@ static const char *const commands[] = {
 	"events", "webhooks", "attempts", "endpoints", "show", "follow",
 	"metrics", "slo", "stats", "prune", NULL
 };
+
+/* Each option's bit in "given": its O_ value less O_FORMAT. */
+#define G(o)		(1u << ((o) - O_FORMAT))
+#define G_LIMIT		(1u << 20)
+#define G_FILTERS	(G(O_ENDPOINT) | G(O_TENANT) | G(O_TYPE) | \
+			    G(O_STATUS) | G(O_SINCE) | G(O_UNTIL) | \
+			    G(O_EVENT) | G(O_WEBHOOK) | G(O_KEY))
+
+/* What each command takes; anything else is a usage error, named. */
+static void
+check_options(const char *cmd, unsigned given, const char *format)
+{
+	static const struct {
+		const char	*cmd;
+		unsigned	 takes;
+		const char	*formats;
+	} t[] = {
+		{ "events", G(O_FORMAT) | G(O_JQ) | G_FILTERS | G_LIMIT,
+		    " json table tsv " },
+		{ "webhooks", G(O_FORMAT) | G(O_JQ) | G_FILTERS | G_LIMIT,
+		    " json table tsv " },
+		{ "attempts", G(O_FORMAT) | G(O_JQ) | G_FILTERS | G_LIMIT,
+		    " json table tsv " },
+		{ "endpoints", G(O_FORMAT) | G(O_JQ) | G_FILTERS | G_LIMIT,
+		    " json table tsv " },
+		{ "show", G(O_FORMAT), " json table " },
+		{ "follow", G(O_FORMAT) | G(O_JQ) | G(O_ENDPOINT),
+		    " json table tsv " },
+		{ "metrics", 0, "" },
+		{ "slo", G(O_FORMAT) | G(O_TARGET) | G(O_WITHIN) |
+		    G(O_SINCE) | G(O_ENDPOINT), " json table " },
+		{ "stats", G(O_FORMAT) | G(O_SINCE) | G(O_ENDPOINT),
+		    " json table " },
+		{ "prune", G(O_BEFORE), "" },
+	};
+	const struct option *o;
+	char pad[32];
+	size_t i;
+
+	for (i = 0; i < sizeof(t) / sizeof(t[0]); i++)
+		if (strcmp(t[i].cmd, cmd) == 0)
+			break;
+	if (i == sizeof(t) / sizeof(t[0]))
+		return;
+	if (given & G_LIMIT & ~t[i].takes)
+		usage_error("--limit does not go with %s", cmd);
+	for (o = longopts; o->name; o++)
+		if (o->val >= O_FORMAT && o->val <= O_BEFORE &&
+		    (given & G(o->val) & ~t[i].takes))
+			usage_error("--%s does not go with %s", o->name, cmd);
+	snprintf(pad, sizeof(pad), " %s ", format ? format : "");
+	if (format && (strlen(format) > 10 ||
+	    strstr(t[i].formats, pad) == NULL))
+		usage_error("--format: %s takes%s", cmd, *t[i].formats ?
+		    t[i].formats : " no format ");
+}
 
 /* Which filters each listing takes, and its states. */
 static void
@@ -1115,8 +1319,9 @@ check_filters(int kind, const struct whk_log_query *q, const char *cmd)
 		    "type", cmd);
 	if (kind == WHK_LOG_ENDPOINTS && (q->since || q->until || q->event ||
 	    q->key || q->webhook))
-		usage_error("--since, --until, --event, --key and --webhook do "
-		    "not apply to endpoints");
+		usage_error("--%s does not apply to endpoints", q->since ?
+		    "since" : q->until ? "until" : q->event ? "event" : q->key ?
+		    "key" : "webhook");
 	if (q->status) {
 		snprintf(pad, sizeof(pad), " %s ", q->status);
 		if (strlen(q->status) > 20 || strstr(states[kind], pad) == NULL)
@@ -1139,6 +1344,7 @@ main(int argc, char *argv[])
 	char path[4096], *end;
 	int ch, i, kind = -1, dry_run = 0, status = WHK_EXIT_OK, rc = 0;
 	int follow_flag = 0;
+	unsigned given = 0;
 	double target = 99.9;
 	int64_t within = 5 * 60 * 1000, before = 0;
 
@@ -1146,6 +1352,10 @@ main(int argc, char *argv[])
 	memset(&q, 0, sizeof(q));
 	while ((ch = getopt_long(argc, argv, "s:l:nfhV", longopts,
 	    NULL)) != -1) {
+		if (ch >= O_FORMAT && ch <= O_BEFORE)
+			given |= 1u << (ch - O_FORMAT);
+		else if (ch == 'l')
+			given |= G_LIMIT;
 		switch (ch) {
 		case O_FORMAT: format = optarg; break;
 		case O_JQ: jq = optarg; break;
@@ -1242,6 +1452,7 @@ main(int argc, char *argv[])
 	}
 	if (within_opt)
 		within = duration_arg(within_opt, "--within");
+	check_options(cmd, given, format);
 	if (kind >= 0)
 		check_filters(kind, &q, cmd);
 	else if ((strcmp(cmd, "slo") == 0 || strcmp(cmd, "stats") == 0 ||
@@ -1277,6 +1488,7 @@ main(int argc, char *argv[])
 		return err.status;
 	}
 	q.kind = kind;
+	q.head = head_row;
 	if (strcmp(cmd, "follow") == 0)
 		rc = follow(&l, &q, &err);
 	else if (kind >= 0) {
@@ -1292,11 +1504,10 @@ main(int argc, char *argv[])
 		if (whk_store_begin_read(l.store, &err) == -1)
 			rc = -1;
 		else {
-			rc = show(&l, argv[0], &err);
+			rc = l.format == F_TABLE ? show_text(&l, argv[0],
+			    &err) : show(&l, argv[0], &err);
 			whk_store_rollback(l.store);
 		}
-		if (rc == 0 && l.format == F_TABLE && !l.jq)
-			rc = show_table(&l, &err);
 	} else if (strcmp(cmd, "metrics") == 0)
 		rc = metrics(&l, &err);
 	else if (strcmp(cmd, "slo") == 0) {

@@ -1911,7 +1911,8 @@ log_sql(struct whk_buf *b, const struct whk_log_query *q)
 		whk_buf_printf(b, " AND %s > :after", k == WHK_LOG_ATTEMPTS ?
 		    "a.seq" : k == WHK_LOG_WEBHOOKS ? "w.seq" : "e.seq");
 	if (k == WHK_LOG_ENDPOINTS)
-		whk_buf_puts(b, " ORDER BY p.name");
+		whk_buf_printf(b, " ORDER BY p.id %s", q->oldest_first ? "ASC" :
+		    "DESC");
 	else
 		whk_buf_printf(b, " ORDER BY %s %s", k == WHK_LOG_EVENTS ?
 		    "e.seq" : k == WHK_LOG_WEBHOOKS ? "w.seq" : "a.seq",
@@ -2011,6 +2012,21 @@ whk_store_log(struct whk_store *s, const struct whk_log_query *q,
 	bind_named_int(st, ":until", q->until);
 	bind_named_int(st, ":after", q->after);
 	bind_named_int(st, ":limit", q->limit);
+	if (q->head) {
+		/* The names alone, once, before any row: a header. */
+		struct whk_col cols[WHK_COLS_MAX];
+		int i, n = sqlite3_column_count(st);
+
+		if (n > WHK_COLS_MAX)
+			n = WHK_COLS_MAX;
+		memset(cols, 0, sizeof(cols));
+		for (i = 0; i < n; i++)
+			cols[i].name = sqlite3_column_name(st, i);
+		if (q->head(cols, n, arg) == -1) {
+			sqlite3_finalize(st);
+			return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		}
+	}
 	rc = rows(s, st, fn, arg, err);
 	sqlite3_finalize(st);
 	return rc;

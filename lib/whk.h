@@ -510,6 +510,7 @@ struct whk_log_query {
 	int64_t		 limit;		/* 0: none */
 	int		 oldest_first;
 	int		 with_response;	/* attempts: the excerpt too */
+	whk_row_fn	 head;		/* given the names before any row */
 };
 int	 whk_store_log(struct whk_store *, const struct whk_log_query *,
 	    whk_row_fn, void *, struct whk_err *);
