@@ -21,32 +21,33 @@ setup() {
 	export WHK_NOW=$T0
 }
 
+# Whatever a test left running in the background (a follower, when an
+# assertion failed before it was stopped), and the receivers.
+teardown() {
+	local pid
+	if [ -f "$BATS_TEST_TMPDIR/bg.pids" ]; then
+		while read -r pid; do
+			[ "$(readlink "/proc/$pid/cwd" 2>/dev/null)" = "$BATS_TEST_TMPDIR" ] ||
+			    continue
+			kill -KILL "$pid" 2>/dev/null || true
+			wait "$pid" 2>/dev/null || true
+		done <"$BATS_TEST_TMPDIR/bg.pids"
+	fi
+	receivers_stop
+}
+
+# bg_log NAME ARGS...: whk-log ARGS in the background, stdout to NAME.out,
+# stderr to NAME.err; its pid in $bgpid (and killed by teardown, if it
+# is still running then).
+bg_log() {
+	local name=$1
+	shift
+	whk-log "$@" >"$name.out" 2>"$name.err" 3>&- &
+	bgpid=$!
+	echo "$bgpid" >>"$BATS_TEST_TMPDIR/bg.pids"
+}
+
 # --- helpers of this suite -------------------------------------------------
-
-# secret_of [N]: "whsec_" and the base64 of N (32) random bytes.
-secret_of() {
-	printf 'whsec_%s' "$(head -c "${1:-32}" /dev/urandom | base64 -w0)"
-}
-
-# ep NAME PATH [OPTIONS...]: an endpoint at the receiver's PATH that gets
-# the events of tenant NAME.
-ep() {
-	local name=$1 path=$2
-	shift 2
-	whk-endpoint add "$name" "$RECEIVER$path" --allow-private \
-	    --tenant "$name" "$@" >/dev/null
-}
-
-# hooks TENANT N: N new events of TENANT, ingested and batched at WHK_NOW;
-# prints whk-batch's records (whk-deliver's input).
-hooks() {
-	local i start
-	start=$(cat "$BATS_TEST_TMPDIR/hooks.n" 2>/dev/null || echo 0)
-	echo $((start + $2)) >"$BATS_TEST_TMPDIR/hooks.n"
-	for ((i = start; i < start + $2; i++)); do
-		printf '{"id":"%s-%d","tenant":"%s","n":%d}\n' "$1" "$i" "$1" "$i"
-	done | whk-ingest | whk-batch
-}
 
 # put TIME LINE...: the event LINEs ingested and routed at WHK_NOW=TIME;
 # prints whk-batch's records.
@@ -54,18 +55,6 @@ put() {
 	local t=$1
 	shift
 	printf '%s\n' "$@" | WHK_NOW=$t whk-ingest | WHK_NOW=$t whk-batch
-}
-
-# like TEXT PATTERN: TEXT is PATTERN, taken literally but for @MSG@ (a
-# webhook id), @N@ (a number), @TS@ (an RFC 3339 time in ms, UTC) and
-# @ANY@ (anything).
-like() {
-	local re
-	re=$(printf '%s\n' "$2" | sed -e 's/[][\.*^$(){}+?|]/\\&/g' \
-	    -e 's/@MSG@/msg_[0-9A-HJKMNP-TV-Z]{26}/g' -e 's/@N@/[0-9]+/g' \
-	    -e 's/@TS@/[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]{3}Z/g' \
-	    -e 's/@ANY@/.*/g')
-	assert_regex "$1" "^$re\$"
 }
 
 # iso SECONDS: the time as whk prints it.
@@ -86,15 +75,6 @@ ts_of() {
 	local v
 	v=$(sql "$1")
 	if [ -n "$v" ]; then printf '"%s"' "$(isoms "$v")"; else printf null; fi
-}
-
-# py ARGS...: Python 3 (the system's, when there is one).
-py() {
-	if [ -x /usr/bin/python3 ]; then
-		/usr/bin/python3 "$@"
-	else
-		python3 "$@"
-	fi
 }
 
 # evt KEY: the id of the event with that key.
@@ -1020,12 +1000,12 @@ wait_lines() {
 	ep b /fail
 	hooks a 1 | whk-deliver >/dev/null
 	hooks b 1 | whk-deliver >/dev/null || true
-	whk-log -f >all.out 2>all.err 3>&- &
-	all=$!
-	whk-log follow --endpoint b >b.out 2>b.err 3>&- &
-	bf=$!
-	whk-log follow --format tsv >tsv.out 2>tsv.err 3>&- &
-	tf=$!
+	bg_log all -f
+	all=$bgpid
+	bg_log b follow --endpoint b
+	bf=$bgpid
+	bg_log tsv follow --format tsv
+	tf=$bgpid
 	started $all $bf $tf
 	hooks a 1 | WHK_NOW=$((T0 + 1)) whk-deliver >d.out
 	hooks b 1 | WHK_NOW=$((T0 + 2)) whk-deliver >>d.out || true
@@ -1060,8 +1040,8 @@ $(whk-log attempts -l 5 --format tsv | sed 1d | tac)"
 @test "follow with --jq: the filter applied to each attempt" {
 	receiver_start
 	ep a /ok
-	whk-log -f --jq '[.endpoint, .attempt, .outcome]' >f.out 2>f.err 3>&- &
-	pid=$!
+	bg_log f -f --jq '[.endpoint, .attempt, .outcome]'
+	pid=$bgpid
 	started $pid
 	hooks a 2 | whk-deliver >/dev/null
 	wait_lines f.out 2
@@ -1615,13 +1595,13 @@ snapshot() {
 	whk-log prune --before 1d --dry-run >>all.out 2>&1
 	whk-log endpoints --endpoint ok --jq 'tostring' >>all.out 2>&1
 	whk-log --help >>all.out 2>&1
-	whk-log -f >follow.out 2>&1 3>&- &
-	pid=$!
+	bg_log follow -f
+	pid=$bgpid
 	started $pid
 	hooks acme 1 | whk-deliver >/dev/null
 	wait_lines follow.out 1
 	stop $pid INT
-	cat follow.out >>all.out
+	cat follow.out follow.err >>all.out
 	[ "$(wc -l <all.out)" -gt 50 ]
 	for s in "$OLD" "${OLD#whsec_}" "$NEW" "${NEW#whsec_}" "$HEADER_VALUE" \
 	    tok-5ecr3t-value; do

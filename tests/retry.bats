@@ -26,48 +26,6 @@ setup() {
 
 # --- helpers of this suite -------------------------------------------------
 
-# secret_of [N]: "whsec_" and the base64 of N (32) random bytes.
-secret_of() {
-	printf 'whsec_%s' "$(head -c "${1:-32}" /dev/urandom | base64 -w0)"
-}
-
-# ep NAME PATH [OPTIONS...]: an endpoint at the receiver's PATH that gets
-# the events of tenant NAME.
-ep() {
-	local name=$1 path=$2
-	shift 2
-	whk-endpoint add "$name" "$RECEIVER$path" --allow-private \
-	    --tenant "$name" "$@" >/dev/null
-}
-
-# hooks TENANT N: N new events of TENANT, ingested and batched; prints
-# whk-batch's records (whk-deliver's input).
-hooks() {
-	local i start
-	start=$(cat "$BATS_TEST_TMPDIR/hooks.n" 2>/dev/null || echo 0)
-	echo $((start + $2)) >"$BATS_TEST_TMPDIR/hooks.n"
-	for ((i = start; i < start + $2; i++)); do
-		printf '{"id":"%s-%d","tenant":"%s","n":%d}\n' "$1" "$i" "$1" "$i"
-	done | whk-ingest | whk-batch
-}
-
-# like TEXT PATTERN: TEXT is PATTERN, taken literally but for @MSG@ (a
-# webhook id), @N@ (a number), @TS@ (an RFC 3339 time in ms, UTC) and
-# @ANY@ (anything).
-like() {
-	local re
-	re=$(printf '%s\n' "$2" | sed -e 's/[][\.*^$(){}+?|]/\\&/g' \
-	    -e 's/@MSG@/msg_[0-9A-HJKMNP-TV-Z]{26}/g' -e 's/@N@/[0-9]+/g' \
-	    -e 's/@TS@/[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}[.][0-9]{3}Z/g' \
-	    -e 's/@ANY@/.*/g')
-	assert_regex "$1" "^$re\$"
-}
-
-# iso SECONDS: the time as whk prints it.
-iso() {
-	date -u -d "@$1" +%Y-%m-%dT%H:%M:%S.000Z
-}
-
 # isoms MS: the time in ms as whk prints it.
 isoms() {
 	printf '%s.%03dZ' "$(date -u -d "@$(($1 / 1000))" +%Y-%m-%dT%H:%M:%S)" \
@@ -77,15 +35,6 @@ isoms() {
 # secs MS: the time in Unix seconds, to the ms (a WHK_NOW).
 secs() {
 	printf '%d.%03d' $(($1 / 1000)) $(($1 % 1000))
-}
-
-# py ARGS...: Python 3 (the system's, when there is one).
-py() {
-	if [ -x /usr/bin/python3 ]; then
-		/usr/bin/python3 "$@"
-	else
-		python3 "$@"
-	fi
 }
 
 # emitted ID ENDPOINT REASON ATTEMPTS DUE_MS: the line whk-retry prints.
