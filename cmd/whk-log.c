@@ -528,6 +528,20 @@ collect_open(const struct whk_col *cols, int n, void *arg)
 	return 1;
 }
 
+/* A webhook's record less its counts, whose lists follow it. */
+static int
+collect_open_lists(const struct whk_col *cols, int n, void *arg)
+{
+	struct whk_col v[WHK_COLS_MAX];
+	int i, m = 0;
+
+	for (i = 0; i < n; i++)
+		if (strcmp(cols[i].name, "events") != 0 &&
+		    strcmp(cols[i].name, "attempts") != 0)
+			v[m++] = cols[i];
+	return collect_open(v, m, arg);
+}
+
 static int
 collect_id(const struct whk_col *cols, int n, void *arg)
 {
@@ -578,13 +592,13 @@ show(struct logger *l, const char *id, struct whk_err *err)
 	q.event = NULL;
 	q.webhook = id;
 	c.n = 0;
-	if (whk_store_log(l->store, &q, collect_open, &c, err) == -1)
+	if (whk_store_log(l->store, &q, collect_open_lists, &c, err) == -1)
 		return -1;
 	memset(&q, 0, sizeof(q));
 	q.kind = WHK_LOG_EVENTS;
 	q.webhook = id;
 	q.oldest_first = 1;
-	whk_buf_puts(&l->out, ",\"event_ids\":[");
+	whk_buf_puts(&l->out, ",\"events\":[");
 	c.n = 0;
 	if (whk_store_log(l->store, &q, collect_id, &c, err) == -1)
 		return -1;
