@@ -276,8 +276,10 @@ main(int argc, char *argv[])
 
 	if (whk_now_init(&err) == -1 ||
 	    whk_store_path(store_opt, path, sizeof(path), &err) == -1 ||
-	    (in.store = whk_store_open(path, &err)) == NULL) {
+	    (in.store = whk_store_open(path, &err)) == NULL ||
+	    whk_store_cache(in.store, 2048, &err) == -1) {
 		fprintf(stderr, "whk-ingest: %s\n", err.msg);
+		whk_store_close(in.store);
 		return err.status;
 	}
 

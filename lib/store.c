@@ -673,6 +673,19 @@ step_done(struct whk_store *s, sqlite3_stmt *st, struct whk_err *err)
 	return 0;
 }
 
+/*
+ * A smaller page cache, for a program that only appends: its memory then
+ * stays flat however much it writes, and appends need few pages.
+ */
+int
+whk_store_cache(struct whk_store *s, int kib, struct whk_err *err)
+{
+	char q[64];
+
+	snprintf(q, sizeof(q), "PRAGMA cache_size = -%d", kib);
+	return exec(s, q, err);
+}
+
 int
 whk_store_begin(struct whk_store *s, struct whk_err *err)
 {

@@ -259,6 +259,7 @@ struct whk_store;
 struct whk_store *whk_store_open(const char *path, struct whk_err *);
 void		 whk_store_close(struct whk_store *);
 const char	*whk_store_file(const struct whk_store *);
+int		 whk_store_cache(struct whk_store *, int kib, struct whk_err *);
 int		 whk_store_begin(struct whk_store *, struct whk_err *);
 int		 whk_store_begin_read(struct whk_store *, struct whk_err *);
 int		 whk_store_commit(struct whk_store *, struct whk_err *);
