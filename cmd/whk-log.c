@@ -483,252 +483,205 @@ duration_arg(const char *s, const char *opt)
 
 /* --- show ---------------------------------------------------------------- */
 
-struct collect {
-	struct whk_buf	*b;
-	int		 n;
+/*
+ * One walk over the parts of an event or a webhook, said either as one
+ * JSON record or, on a terminal, as fields a line each and lists as
+ * tables.
+ */
+struct shower {
+	struct logger		*l;
+	int			 text;
+	int			 n;	/* rows said in this part */
+	const char *const	*keep;	/* only these columns, in this order */
+	const char *const	*drop;	/* all but these */
 };
 
+/* The columns a part says: keep's, or all but drop's. */
 static int
-collect_json(const struct whk_col *cols, int n, void *arg)
+pick(const struct shower *s, const struct whk_col *cols, int n,
+    struct whk_col *v)
 {
-	struct collect *c = arg;
-
-	if (c->n++ > 0)
-		whk_buf_puts(c->b, ",");
-	json_row(c->b, cols, n);
-	return c->b->oom ? -1 : 0;
-}
-
-/* A webhook in brief, as an event's show lists it. */
-static int
-collect_brief(const struct whk_col *cols, int n, void *arg)
-{
-	static const char *keep[] = { "webhook", "endpoint", "state",
-	    "attempts", "last_status", NULL };
-	struct whk_col v[8];
 	int i, k, m = 0;
 
-	for (k = 0; keep[k]; k++)
-		for (i = 0; i < n; i++)
-			if (strcmp(cols[i].name, keep[k]) == 0)
-				v[m++] = cols[i];
-	return collect_json(v, m, arg);
-}
-
-/* The first (only) row's fields, without the closing brace. */
-static int
-collect_open(const struct whk_col *cols, int n, void *arg)
-{
-	struct collect *c = arg;
-
-	json_row(c->b, cols, n);
-	if (c->b->len > 0)
-		c->b->len--;	/* reopen: more fields follow */
-	c->n++;
-	return 1;
-}
-
-/* A webhook's record less its counts, whose lists follow it. */
-static int
-collect_open_lists(const struct whk_col *cols, int n, void *arg)
-{
-	struct whk_col v[WHK_COLS_MAX];
-	int i, m = 0;
-
-	for (i = 0; i < n; i++)
-		if (strcmp(cols[i].name, "events") != 0 &&
-		    strcmp(cols[i].name, "attempts") != 0)
+	if (s->keep) {
+		for (k = 0; s->keep[k]; k++)
+			for (i = 0; i < n; i++)
+				if (strcmp(cols[i].name, s->keep[k]) == 0)
+					v[m++] = cols[i];
+		return m;
+	}
+	for (i = 0; i < n; i++) {
+		for (k = 0; s->drop && s->drop[k]; k++)
+			if (strcmp(cols[i].name, s->drop[k]) == 0)
+				break;
+		if (s->drop == NULL || s->drop[k] == NULL)
 			v[m++] = cols[i];
-	return collect_open(v, m, arg);
+	}
+	return m;
 }
 
+/* The record itself; in JSON left open, since more fields follow. */
 static int
-collect_id(const struct whk_col *cols, int n, void *arg)
+show_record(const struct whk_col *cols, int n, void *arg)
 {
-	struct collect *c = arg;
+	struct shower *s = arg;
+	struct whk_buf *b = &s->l->out;
+	struct whk_col v[WHK_COLS_MAX];
+	char *t;
+	int i, m = pick(s, cols, n, v);
+
+	s->n++;
+	if (!s->text) {
+		json_row(b, v, m);
+		b->len--;	/* the closing brace comes last */
+		return b->oom ? -1 : 1;
+	}
+	for (i = 0; i < m; i++) {
+		if (v[i].name[0] == '_')
+			continue;
+		if ((t = cell(&v[i], 1)) == NULL)
+			return -1;
+		whk_buf_printf(b, "%-13s %s\n", v[i].name,
+		    v[i].type == WHK_COL_NULL ? "-" : t);
+		free(t);
+	}
+	return b->oom ? -1 : 1;
+}
+
+/* A row of a list: a JSON object, or a line of a table. */
+static int
+show_row(const struct whk_col *cols, int n, void *arg)
+{
+	struct shower *s = arg;
+	struct whk_col v[WHK_COLS_MAX];
+	int m = pick(s, cols, n, v);
+
+	if (s->text)
+		return table_add(&s->l->t, v, m, 0);
+	if (s->n++ > 0)
+		whk_buf_puts(&s->l->out, ",");
+	json_row(&s->l->out, v, m);
+	return s->l->out.oom ? -1 : 0;
+}
+
+/* An id of a list (column 1 of a listing). */
+static int
+show_id(const struct whk_col *cols, int n, void *arg)
+{
+	struct shower *s = arg;
 
 	(void)n;
-	if (c->n++ > 0)
-		whk_buf_puts(c->b, ",");
-	whk_buf_json_strn(c->b, cols[1].s, cols[1].len);	/* the id */
-	return c->b->oom ? -1 : 0;
+	if (s->text)
+		whk_buf_printf(&s->l->out, " %.*s", (int)cols[1].len,
+		    cols[1].s);
+	else {
+		if (s->n++ > 0)
+			whk_buf_puts(&s->l->out, ",");
+		whk_buf_json_strn(&s->l->out, cols[1].s, cols[1].len);
+	}
+	return s->l->out.oom ? -1 : 0;
+}
+
+/*
+ * A list: its name (on a terminal, label), then its rows through fn,
+ * then its end.
+ */
+static int
+show_list(struct shower *s, const char *name, const char *label,
+    struct whk_log_query *q, whk_row_fn fn, struct whk_err *err)
+{
+	struct whk_buf *b = &s->l->out;
+
+	s->n = 0;
+	if (s->text)
+		whk_buf_printf(b, fn == show_id ? "%-13s" : "\n%s\n", label);
+	else
+		whk_buf_printf(b, ",\"%s\":[", name);
+	if (whk_store_log(s->l->store, q, fn, s, err) == -1)
+		return -1;
+	if (!s->text)
+		whk_buf_puts(b, "]");
+	else if (fn == show_id)
+		whk_buf_puts(b, "\n");
+	else {
+		table_print(&s->l->t, b, 0);
+		table_free(&s->l->t);
+	}
+	return 0;
 }
 
 static int
 show(struct logger *l, const char *id, struct whk_err *err)
 {
+	/* An event's webhooks, in brief. */
+	static const char *const brief[] = { "webhook", "endpoint", "state",
+	    "attempts", "last_status", NULL };
+	/* In JSON a webhook's counts give way to the lists they count. */
+	static const char *const counts[] = { "events", "attempts", NULL };
+	/* On a terminal, attempts need not repeat what the block says. */
+	static const char *const said[] = { "webhook", "endpoint", NULL };
+	struct shower s = { l, l->format == F_TABLE, 0, NULL, NULL };
 	struct whk_log_query q;
 	struct whk_webhook w;
 	struct whk_buf body = { 0 };
-	struct collect c = { &l->out, 0 };
 	int rc;
 
 	memset(&q, 0, sizeof(q));
-	/* An event? */
 	q.kind = WHK_LOG_EVENTS;
 	q.event = id;
 	q.limit = 1;
-	if (whk_store_log(l->store, &q, collect_open, &c, err) == -1)
+	if (whk_store_log(l->store, &q, show_record, &s, err) == -1)
 		return -1;
-	if (c.n > 0) {
+	if (s.n > 0) {
 		memset(&q, 0, sizeof(q));
 		q.kind = WHK_LOG_WEBHOOKS;
 		q.event = id;
 		q.oldest_first = 1;
-		whk_buf_puts(&l->out, ",\"webhooks\":[");
-		c.n = 0;
-		if (whk_store_log(l->store, &q, collect_brief, &c, err) == -1)
+		s.keep = brief;
+		if (show_list(&s, "webhooks", "webhooks", &q, show_row, err) == -1)
 			return -1;
-		whk_buf_puts(&l->out, "]}\n");
-		return 0;
+		if (!s.text)
+			whk_buf_puts(&l->out, "}\n");
+		return l->out.oom ? whk_error(err, WHK_EXIT_SYSTEM,
+		    "out of memory") : 0;
 	}
-	/* A webhook? */
 	if ((rc = whk_store_webhook_find(l->store, id, &w, err)) == -1)
 		return -1;
 	if (rc == 1)
 		return whk_error(err, WHK_EXIT_PARTIAL, "no event or webhook "
 		    "'%s'", id);
+	memset(&q, 0, sizeof(q));
 	q.kind = WHK_LOG_WEBHOOKS;
-	q.event = NULL;
 	q.webhook = id;
-	c.n = 0;
-	if (whk_store_log(l->store, &q, collect_open_lists, &c, err) == -1)
+	s.drop = s.text ? NULL : counts;
+	if (whk_store_log(l->store, &q, show_record, &s, err) == -1)
 		return -1;
 	memset(&q, 0, sizeof(q));
 	q.kind = WHK_LOG_EVENTS;
 	q.webhook = id;
 	q.oldest_first = 1;
-	whk_buf_puts(&l->out, ",\"events\":[");
-	c.n = 0;
-	if (whk_store_log(l->store, &q, collect_id, &c, err) == -1)
+	if (show_list(&s, "events", "event ids", &q, show_id, err) == -1 ||
+	    whk_store_webhook_body(l->store, w.seq, &body, err) == -1)
 		return -1;
-	whk_buf_puts(&l->out, "],\"body\":");
-	if (whk_store_webhook_body(l->store, w.seq, &body, err) == -1)
-		return -1;
-	if (body.len > 0)
+	if (s.text)
+		whk_buf_printf(&l->out, "%-13s %.*s\n", "body", (int)body.len,
+		    body.data ? body.data : "");
+	else if (body.len > 0) {
+		whk_buf_puts(&l->out, ",\"body\":");
 		whk_buf_add(&l->out, body.data, body.len);
-	else
-		whk_buf_puts(&l->out, "null");
+	} else
+		whk_buf_puts(&l->out, ",\"body\":null");
 	whk_buf_free(&body);
 	memset(&q, 0, sizeof(q));
 	q.kind = WHK_LOG_ATTEMPTS;
 	q.webhook = id;
 	q.oldest_first = 1;
 	q.with_response = 1;
-	whk_buf_puts(&l->out, ",\"attempts\":[");
-	c.n = 0;
-	if (whk_store_log(l->store, &q, collect_json, &c, err) == -1)
+	s.drop = s.text ? said : NULL;
+	if (show_list(&s, "attempts", "attempts", &q, show_row, err) == -1)
 		return -1;
-	whk_buf_puts(&l->out, "]}\n");
-	return 0;
-}
-
-/* show on a terminal: the fields a line each, then the lists as tables. */
-static int
-text_fields(const struct whk_col *cols, int n, void *arg)
-{
-	struct logger *l = arg;
-	char *v;
-	int i;
-
-	for (i = 0; i < n; i++) {
-		if (cols[i].name[0] == '_')
-			continue;
-		if ((v = cell(&cols[i], 1)) == NULL)
-			return -1;
-		whk_buf_printf(&l->out, "%-13s %s\n", cols[i].name,
-		    cols[i].type == WHK_COL_NULL ? "-" : v);
-		free(v);
-	}
-	l->count++;
-	return l->out.oom ? -1 : 0;
-}
-
-/* A row for a table, less the columns the block above already says. */
-static int
-text_row(const struct whk_col *cols, int n, void *arg)
-{
-	struct logger *l = arg;
-	struct whk_col v[WHK_COLS_MAX];
-	int i, m = 0;
-
-	for (i = 0; i < n; i++)
-		if (l->count != -1 || (strcmp(cols[i].name, "webhook") != 0 &&
-		    strcmp(cols[i].name, "endpoint") != 0))
-			v[m++] = cols[i];
-	return table_add(&l->t, v, m, 0);
-}
-
-static int
-text_id(const struct whk_col *cols, int n, void *arg)
-{
-	struct logger *l = arg;
-
-	(void)n;
-	whk_buf_printf(&l->out, " %.*s", (int)cols[1].len, cols[1].s);
-	return l->out.oom ? -1 : 0;
-}
-
-static int
-show_text(struct logger *l, const char *id, struct whk_err *err)
-{
-	struct whk_log_query q;
-	struct whk_webhook w;
-	struct whk_buf body = { 0 };
-	int rc;
-
-	memset(&q, 0, sizeof(q));
-	q.kind = WHK_LOG_EVENTS;
-	q.event = id;
-	q.limit = 1;
-	l->count = 0;
-	if (whk_store_log(l->store, &q, text_fields, l, err) == -1)
-		return -1;
-	if (l->count > 0) {
-		memset(&q, 0, sizeof(q));
-		q.kind = WHK_LOG_WEBHOOKS;
-		q.event = id;
-		q.oldest_first = 1;
-		whk_buf_puts(&l->out, "\nwebhooks\n");
-		if (whk_store_log(l->store, &q, text_row, l, err) == -1)
-			return -1;
-		table_print(&l->t, &l->out, 0);
-		table_free(&l->t);
-		return 0;
-	}
-	if ((rc = whk_store_webhook_find(l->store, id, &w, err)) == -1)
-		return -1;
-	if (rc == 1)
-		return whk_error(err, WHK_EXIT_PARTIAL, "no event or webhook "
-		    "'%s'", id);
-	q.kind = WHK_LOG_WEBHOOKS;
-	q.event = NULL;
-	q.webhook = id;
-	if (whk_store_log(l->store, &q, text_fields, l, err) == -1)
-		return -1;
-	memset(&q, 0, sizeof(q));
-	q.kind = WHK_LOG_EVENTS;
-	q.webhook = id;
-	q.oldest_first = 1;
-	whk_buf_printf(&l->out, "%-13s", "event_ids");
-	if (whk_store_log(l->store, &q, text_id, l, err) == -1)
-		return -1;
-	if (whk_store_webhook_body(l->store, w.seq, &body, err) == -1)
-		return -1;
-	whk_buf_printf(&l->out, "\n%-13s %.*s\n", "body", (int)body.len,
-	    body.data ? body.data : "");
-	whk_buf_free(&body);
-	memset(&q, 0, sizeof(q));
-	q.kind = WHK_LOG_ATTEMPTS;
-	q.webhook = id;
-	q.oldest_first = 1;
-	q.with_response = 1;
-	whk_buf_puts(&l->out, "\nattempts\n");
-	l->count = -1;	/* text_row: the webhook and endpoint said above */
-	if (whk_store_log(l->store, &q, text_row, l, err) == -1)
-		return -1;
-	table_print(&l->t, &l->out, 0);
-	table_free(&l->t);
+	if (!s.text)
+		whk_buf_puts(&l->out, "}\n");
 	return l->out.oom ? whk_error(err, WHK_EXIT_SYSTEM, "out of memory") :
 	    0;
 }
@@ -1518,8 +1471,7 @@ main(int argc, char *argv[])
 		if (whk_store_begin_read(l.store, &err) == -1)
 			rc = -1;
 		else {
-			rc = l.format == F_TABLE ? show_text(&l, argv[0],
-			    &err) : show(&l, argv[0], &err);
+			rc = show(&l, argv[0], &err);
 			whk_store_rollback(l.store);
 		}
 	} else if (strcmp(cmd, "metrics") == 0)

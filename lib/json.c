@@ -1625,22 +1625,3 @@ whk_jq_each(struct whk_jq *q, const char *text, size_t len,
 	jv_free(msg);
 	return -1;
 }
-
-/* A JSON text laid out for people, by jq's own printer. */
-int
-whk_json_pretty(const char *text, size_t len, struct whk_buf *out,
-    struct whk_err *err)
-{
-	jv in = jv_parse_sized(text, (int)len), r;
-
-	if (!jv_is_valid(in)) {
-		jv_free(in);
-		return whk_error(err, WHK_EXIT_SYSTEM, "not JSON");
-	}
-	r = jv_dump_string(in, JV_PRINT_PRETTY | JV_PRINT_SPACE1);
-	whk_buf_add(out, jv_string_value(r),
-	    (size_t)jv_string_length_bytes(jv_copy(r)));
-	whk_buf_add(out, "\n", 1);
-	jv_free(r);
-	return out->oom ? whk_error(err, WHK_EXIT_SYSTEM, "out of memory") : 0;
-}

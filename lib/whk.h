@@ -199,8 +199,6 @@ int		 whk_jq_apply(struct whk_jq *, const char *text, size_t len,
 		    struct whk_buf *out, struct whk_err *);
 int		 whk_jq_each(struct whk_jq *, const char *text, size_t len,
 		    struct whk_buf *out, struct whk_err *);
-int		 whk_json_pretty(const char *text, size_t len,
-		    struct whk_buf *out, struct whk_err *);
 
 /* Many expressions compiled as one program and run together. */
 enum { WHK_JQ_NONE, WHK_JQ_VALUE, WHK_JQ_ERROR };
