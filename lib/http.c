@@ -266,7 +266,7 @@ finish(struct whk_http *h, struct whk_http_req *r, CURLcode rc)
 	curl_easy_getinfo(c, CURLINFO_RETRY_AFTER, &after);
 	curl_easy_getinfo(c, CURLINFO_CONNECT_TIME_T, &connected);
 	r->status = (int)status;
-	r->ms = (int64_t)(us / 1000);
+	r->ms = (int64_t)((us + 500) / 1000);	/* the nearest ms */
 	r->retry_after_s = (int64_t)after >= 0 && status > 0 ?
 	    (int64_t)after : -1;
 	if (r->truncated)
@@ -274,7 +274,7 @@ finish(struct whk_http *h, struct whk_http_req *r, CURLcode rc)
 		    "connection dropped", DRAIN_MAX);
 	else if (rc == CURLE_OPERATION_TIMEDOUT)
 		snprintf(r->error, sizeof(r->error), "timed out after %lld ms "
-		    "%s", (long long)(us / 1000), status > 0 ?
+		    "%s", (long long)r->ms, status > 0 ?
 		    "reading the response" : connected > 0 ?
 		    "waiting for the response" : "connecting");
 	else if (rc != CURLE_OK && !r->refused)
