@@ -30,7 +30,7 @@
 static const char usage[] =
 "usage: whk-log events|webhooks|attempts|endpoints [-s store] [filters]\n"
 "               [--format json|table|tsv] [--jq filter] [-l n]\n"
-"       whk-log show [-s store] [--format json|table] id\n"
+"       whk-log show [-s store] [--format json|table] id...\n"
 "       whk-log follow [-s store] [--endpoint name] [--format f] [--jq filter]\n"
 "       whk-log metrics [-s store]\n"
 "       whk-log slo [-s store] [--target pct] [--within duration]\n"
@@ -684,6 +684,34 @@ show(struct logger *l, const char *id, struct whk_err *err)
 		whk_buf_puts(&l->out, "}\n");
 	return l->out.oom ? whk_error(err, WHK_EXIT_SYSTEM, "out of memory") :
 	    0;
+}
+
+/*
+ * Each id in turn, from one snapshot.  An id that names nothing is said
+ * and skipped, as a bad line is elsewhere; the rest are shown.
+ */
+static int
+show_all(struct logger *l, int argc, char **argv, int *status,
+    struct whk_err *err)
+{
+	int i, shown = 0;
+
+	for (i = 0; i < argc; i++) {
+		if (shown && l->format == F_TABLE)
+			whk_buf_puts(&l->out, "\n");
+		if (show(l, argv[i], err) == -1) {
+			if (err->status != WHK_EXIT_PARTIAL)
+				return -1;
+			warnx_("%s", err->msg);
+			*status = WHK_EXIT_PARTIAL;
+			whk_buf_reset(&l->out);	/* no block: no space */
+		} else
+			shown = 1;
+		if (flush_out(l) == -1)
+			return whk_error(err, WHK_EXIT_SYSTEM, "write error: %s",
+			    strerror(errno));
+	}
+	return 0;
 }
 
 /* --- metrics and stats: sums per endpoint -------------------------------- */
@@ -1387,8 +1415,8 @@ main(int argc, char *argv[])
 		argc--;
 		argv++;
 	}
-	if (strcmp(cmd, "show") == 0 ? argc != 1 : argc != 0)
-		usage_error(strcmp(cmd, "show") == 0 ? "show takes one id" :
+	if (strcmp(cmd, "show") == 0 ? argc < 1 : argc != 0)
+		usage_error(strcmp(cmd, "show") == 0 ? "show takes an id" :
 		    "unexpected argument '%s'", argc > 0 ? argv[0] : "");
 	if (format) {
 		if (strcmp(format, "json") == 0)
@@ -1471,7 +1499,7 @@ main(int argc, char *argv[])
 		if (whk_store_begin_read(l.store, &err) == -1)
 			rc = -1;
 		else {
-			rc = show(&l, argv[0], &err);
+			rc = show_all(&l, argc, argv, &status, &err);
 			whk_store_rollback(l.store);
 		}
 	} else if (strcmp(cmd, "metrics") == 0)

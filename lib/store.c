@@ -395,6 +395,8 @@ static const char *sql[S_COUNT] = {
 	[S_ROLLBACK] = "ROLLBACK",
 };
 
+#define LOG_STMTS	8
+
 struct whk_store {
 	sqlite3		*db;
 	char		*path;
@@ -407,6 +409,12 @@ struct whk_store {
 	size_t		 capoffs;
 	size_t		*idx;		/* events_span's hash of ids */
 	size_t		 capidx;
+	/* whk_store_log's statements, kept: show and follow ask again. */
+	struct {
+		char		*sql;
+		sqlite3_stmt	*st;
+	}		 logst[LOG_STMTS];
+	unsigned	 logst_next;
 };
 
 /*
@@ -638,6 +646,10 @@ whk_store_close(struct whk_store *s)
 		return;
 	for (i = 0; i < S_COUNT; i++)
 		sqlite3_finalize(s->stmt[i]);
+	for (i = 0; i < LOG_STMTS; i++) {
+		sqlite3_finalize(s->logst[i].st);
+		free(s->logst[i].sql);
+	}
 	sqlite3_close(s->db);
 	whk_buf_free(&s->scratch);
 	free(s->sorted);
@@ -1997,20 +2009,75 @@ rows(struct whk_store *s, sqlite3_stmt *st, whk_row_fn fn, void *arg,
 	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
 }
 
+/*
+ * The statement of SQL text b, prepared once per store: a show asks four
+ * queries per id, and preparing them cost more than running them.  The
+ * store keeps it (the oldest of LOG_STMTS gives way) and the caller
+ * resets it; a statement in use (a row callback that asks again) is
+ * neither handed out twice nor given way: *once then says the caller
+ * finalizes.
+ */
+static int
+log_stmt(struct whk_store *s, struct whk_buf *b, sqlite3_stmt **st,
+    int *once)
+{
+	unsigned i, k;
+	int rc;
+
+	*once = 0;
+	for (i = 0; i < LOG_STMTS; i++)
+		if (s->logst[i].sql && !sqlite3_stmt_busy(s->logst[i].st) &&
+		    strcmp(s->logst[i].sql, b->data) == 0) {
+			*st = s->logst[i].st;
+			return SQLITE_OK;
+		}
+	if ((rc = sqlite3_prepare_v3(s->db, b->data, -1,
+	    SQLITE_PREPARE_PERSISTENT, st, NULL)) != SQLITE_OK)
+		return rc;
+	for (k = 0; k < LOG_STMTS; k++) {
+		i = s->logst_next++ % LOG_STMTS;
+		if (s->logst[i].st == NULL || !sqlite3_stmt_busy(s->logst[i].st))
+			break;
+	}
+	if (k == LOG_STMTS) {
+		*once = 1;
+		return SQLITE_OK;
+	}
+	sqlite3_finalize(s->logst[i].st);
+	free(s->logst[i].sql);
+	s->logst[i].st = *st;
+	s->logst[i].sql = b->data;	/* the caller's buffer, taken */
+	b->data = NULL;
+	b->len = b->cap = 0;
+	return SQLITE_OK;
+}
+
+/* Done with a statement of log_stmt's. */
+static void
+log_stmt_done(sqlite3_stmt *st, int once)
+{
+	if (once) {
+		sqlite3_finalize(st);
+		return;
+	}
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+}
+
 int
 whk_store_log(struct whk_store *s, const struct whk_log_query *q,
     whk_row_fn fn, void *arg, struct whk_err *err)
 {
 	struct whk_buf b = { 0 };
 	sqlite3_stmt *st = NULL;
-	int rc;
+	int rc, once;
 
 	log_sql(&b, q);
 	if (b.oom) {
 		whk_buf_free(&b);
 		return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
 	}
-	rc = sqlite3_prepare_v2(s->db, b.data, -1, &st, NULL);
+	rc = log_stmt(s, &b, &st, &once);
 	whk_buf_free(&b);
 	if (rc != SQLITE_OK)
 		return fail(s, err, rc, "store");
@@ -2036,12 +2103,12 @@ whk_store_log(struct whk_store *s, const struct whk_log_query *q,
 		for (i = 0; i < n; i++)
 			cols[i].name = sqlite3_column_name(st, i);
 		if (q->head(cols, n, arg) == -1) {
-			sqlite3_finalize(st);
+			log_stmt_done(st, once);
 			return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
 		}
 	}
 	rc = rows(s, st, fn, arg, err);
-	sqlite3_finalize(st);
+	log_stmt_done(st, once);
 	return rc;
 }
 

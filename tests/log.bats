@@ -339,8 +339,7 @@ ids() {
 	usage attempts --until whenever
 	assert_equal "$stderr" "whk-log: --until: 'whenever' is not a time (Unix seconds, RFC 3339, or a duration ago such as 1h)"
 	usage show
-	assert_equal "$stderr" "whk-log: show takes one id"
-	usage show "$W1" "$W2"
+	assert_equal "$stderr" "whk-log: show takes an id"
 	usage slo --target lots
 	assert_equal "$stderr" "whk-log: --target: 'lots' is not a percentage above 0 and at most 100"
 	usage slo --target 0
@@ -921,6 +920,24 @@ $A21"
 		assert_output ""
 		assert_equal "$stderr" "whk-log: no event or webhook '$bad'"
 	done
+}
+
+@test "show of several ids: each in turn from one snapshot (a JSON line each, blocks apart by a blank line); an unknown one is said, the rest shown, exit 1" {
+	std_store
+	one=$(whk-log show "$W1")
+	two=$(whk-log show "$W2")
+	ev=$(whk-log show "$K1")
+	run --separate-stderr whk-log show "$W1" "$K1" "$W2"
+	assert_success
+	assert_output "$one"$'\n'"$ev"$'\n'"$two"
+	[ -z "$stderr" ]
+	run --separate-stderr whk-log show "$W1" msg_00000000000000000000000000 "$W2"
+	assert_failure 1
+	assert_output "$one"$'\n'"$two"
+	assert_equal "$stderr" "whk-log: no event or webhook 'msg_00000000000000000000000000'"
+	run --separate-stderr whk-log show --format table nope "$W1" nope "$W2" nope
+	assert_failure 1
+	assert_output "$(whk-log show --format table "$W1")"$'\n\n'"$(whk-log show --format table "$W2")"
 }
 
 @test "show --format table: a readable block, fields one per line, then the attempts as a table; json when asked, on a terminal too" {
