@@ -253,6 +253,32 @@ oom:
 	return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
 }
 
+/*
+ * libcurl ends a failed connect with "Couldn't connect to server", which
+ * does not tell a refusal from an unreachable network: say the system's
+ * reason instead, unless libcurl already did.
+ */
+static void
+connect_reason(CURL *c, char *error, size_t size)
+{
+	char generic[128];
+	const char *why;
+	size_t len = strlen(error), glen;
+	long oserr = 0;
+
+	if (curl_easy_getinfo(c, CURLINFO_OS_ERRNO, &oserr) != CURLE_OK ||
+	    oserr == 0)
+		return;
+	why = strerror((int)oserr);
+	if (strstr(error, why) != NULL)
+		return;
+	glen = (size_t)snprintf(generic, sizeof(generic), ": %s",
+	    curl_easy_strerror(CURLE_COULDNT_CONNECT));
+	if (len >= glen && strcmp(error + len - glen, generic) == 0)
+		len -= glen;
+	snprintf(error + len, size - len, ": %s", why);
+}
+
 /* A request is over: note what came of it and put its handle aside. */
 static void
 finish(struct whk_http *h, struct whk_http_req *r, CURLcode rc)
@@ -277,10 +303,17 @@ finish(struct whk_http *h, struct whk_http_req *r, CURLcode rc)
 		    "%s", (long long)r->ms, status > 0 ?
 		    "reading the response" : connected > 0 ?
 		    "waiting for the response" : "connecting");
+	else if ((rc == CURLE_WEIRD_SERVER_REPLY ||
+	    rc == CURLE_UNSUPPORTED_PROTOCOL) && connected > 0)
+		/* Say what it was: curl says "Received HTTP/0.9" and such. */
+		snprintf(r->error, sizeof(r->error), "invalid HTTP response: "
+		    "%s", r->errbuf[0] ? r->errbuf : curl_easy_strerror(rc));
 	else if (rc != CURLE_OK && !r->refused)
 		/* curl's buffer has the detail (address, port, reason). */
 		snprintf(r->error, sizeof(r->error), "%s", r->errbuf[0] ?
 		    r->errbuf : curl_easy_strerror(rc));
+	if (rc == CURLE_COULDNT_CONNECT && !r->refused)
+		connect_reason(c, r->error, sizeof(r->error));
 	curl_multi_remove_handle(h->multi, c);
 	curl_slist_free_all(r->slist);
 	r->slist = NULL;

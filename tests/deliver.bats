@@ -380,7 +380,7 @@ moved|failed|1|302|HTTP 302|1|1|1"
 	like "$(line_of garbage)" '{"webhook":"@MSG@","endpoint":"garbage","attempt":1,"kind":"first","status":null,"ms":@N@,"outcome":"failed","error":"@ANY@HTTP/0.9@ANY@"}'
 	like "$(line_of reset)" '{"webhook":"@MSG@","endpoint":"reset","attempt":1,"kind":"first","status":null,"ms":@N@,"outcome":"failed","error":"Recv failure: Connection reset by peer"}'
 	like "$(line_of silent)" '{"webhook":"@MSG@","endpoint":"silent","attempt":1,"kind":"first","status":null,"ms":@N@,"outcome":"failed","error":"timed out after @N@ ms waiting for the response"}'
-	like "$(line_of closed)" "{\"webhook\":\"@MSG@\",\"endpoint\":\"closed\",\"attempt\":1,\"kind\":\"first\",\"status\":null,\"ms\":@N@,\"outcome\":\"failed\",\"error\":\"Failed to connect to 127.0.0.1 port $port after @N@ ms: Couldn't connect to server\"}"
+	like "$(line_of closed)" "{\"webhook\":\"@MSG@\",\"endpoint\":\"closed\",\"attempt\":1,\"kind\":\"first\",\"status\":null,\"ms\":@N@,\"outcome\":\"failed\",\"error\":\"Failed to connect to 127.0.0.1 port $port after @N@ ms: Connection refused\"}"
 	[ "$(line_of silent | jq .ms)" -ge 1000 ]
 	[ "$(line_of silent | jq .ms)" -lt 3000 ]
 	run eval 'line_of fine | jq -r .outcome'

@@ -3,7 +3,7 @@
 # As root: apt-get install.  Otherwise: print the command to run.
 pkgs="make gcc pkg-config libcurl4-openssl-dev libsqlite3-dev libjq-dev
 libonig-dev libssl-dev sqlite3 bats bats-support bats-assert bats-file
-curl jq time python3 bc mandoc bash-completion zsh fish"
+curl jq time python3 bc mandoc bash-completion zsh fish openssl"
 
 command -v dpkg-query >/dev/null 2>&1 || {
 	echo "deps: not a Debian system; install the equivalents of:" $pkgs >&2

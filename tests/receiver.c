@@ -12,8 +12,13 @@
  *   - plays a different endpoint for each request path (/ok, /fail,
  *     /status/NNN, /slow, /never, /reset, /garbage, /huge, /redirect,
  *     /redirect-loop, /retry-after, /fail-first, /flaky, /slowfail,
- *     /sometimes-never; anything else is 404); the query string carries
- *     the parameters, and "ms=N" delays any answer by N milliseconds;
+ *     /sometimes-never, /slow-body; anything else is 404); the query
+ *     string carries the parameters, and "ms=N" delays any answer by N
+ *     milliseconds;
+ *   - /slow-body sends its status line and headers at once, then a body
+ *     of "bytes=N" bytes (64 unless given) one byte each "every=N"
+ *     milliseconds (1000 unless given): an answer that trickles in;
+ *     "status=NNN" (200 unless given) there and on /huge;
  *   - checks Standard Webhooks signatures against every --secret;
  *   - appends one NDJSON line per request it read completely to --log,
  *     with a single write(2) before the answer is sent, so a client that
@@ -127,7 +132,7 @@ struct sb {				/* string builder */
 };
 
 enum action {
-	A_RESPOND, A_NEVER, A_RESET, A_GARBAGE, A_HUGE
+	A_RESPOND, A_NEVER, A_RESET, A_GARBAGE, A_HUGE, A_SLOW_BODY
 };
 
 static struct {
@@ -1172,17 +1177,17 @@ http_date(char *buf, size_t n, time_t t)
 enum { KEEP, CLOSE, CLOSE_RESET, CLOSE_LINGER };
 
 static int
-send_huge(int fd, unsigned long long n, const char *extra, int head,
-    int close)
+send_huge(int fd, int status, unsigned long long n, const char *extra,
+    int head, int close)
 {
 	char buf[2048];
 	size_t k;
 	int len;
 
-	len = snprintf(buf, sizeof(buf), "HTTP/1.1 200 OK\r\n"
+	len = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\n"
 	    "Content-Type: application/octet-stream\r\n"
-	    "Content-Length: %llu\r\n%s%s\r\n", n, extra,
-	    close ? "Connection: close\r\n" : "");
+	    "Content-Length: %llu\r\n%s%s\r\n", status, reason(status), n,
+	    extra, close ? "Connection: close\r\n" : "");
 	if (len < 0 || (size_t)len >= sizeof(buf) || send_all(fd, buf, (size_t)len) != 0)
 		return -1;
 	if (head)
@@ -1193,6 +1198,33 @@ send_huge(int fd, unsigned long long n, const char *extra, int head,
 			return -1;
 		n -= k;
 	}
+	return 0;
+}
+
+/*
+ * The headers at once, then the body a byte at a time, every ms apart:
+ * -1 when the client hung up (it gave up waiting) or we are stopping.
+ */
+static int
+send_slow_body(int fd, int status, unsigned long long n,
+    unsigned long long every, const char *extra, int head, int close)
+{
+	char buf[2048];
+	int len;
+
+	len = snprintf(buf, sizeof(buf), "HTTP/1.1 %d %s\r\n"
+	    "Content-Type: application/octet-stream\r\n"
+	    "Content-Length: %llu\r\n%s%s\r\n", status, reason(status), n,
+	    extra, close ? "Connection: close\r\n" : "");
+	if (len < 0 || (size_t)len >= sizeof(buf) ||
+	    send_all(fd, buf, (size_t)len) != 0)
+		return -1;
+	if (head)
+		return 0;
+	for (; n > 0; n--)
+		if (wait_ms(fd, (long long)every) != 0 ||
+		    send_all(fd, huge_chunk, 1) != 0)
+			return -1;
 	return 0;
 }
 
@@ -1207,6 +1239,7 @@ serve(struct conn *c, struct req *r)
 	struct entry *e;
 	enum action act = A_RESPOND;
 	unsigned long long ms = 0, v, d = 0, pct = 50, huge = HUGE_DEFAULT;
+	unsigned long long every = 1000;
 	unsigned long attempt, concurrent, inflight;
 	uint64_t h;
 	const char *q = r->query != NULL ? r->query : "", *p = r->path;
@@ -1255,10 +1288,20 @@ serve(struct conn *c, struct req *r)
 		act = A_RESET;
 	else if (strcmp(p, "/garbage") == 0)
 		act = A_GARBAGE;
-	else if (strcmp(p, "/huge") == 0) {
-		act = A_HUGE;
+	else if (strcmp(p, "/huge") == 0 || strcmp(p, "/slow-body") == 0) {
+		act = p[1] == 'h' ? A_HUGE : A_SLOW_BODY;
+		if (act == A_SLOW_BODY) {
+			huge = 64;
+			if (param(q, "every", DELAY_MAX, &every) < 0)
+				bad = 1;
+		}
 		if (param(q, "bytes", 1ULL << 40, &huge) < 0)
 			bad = 1;
+		if ((rc = param(q, "status", 999, &v)) < 0 ||
+		    (rc == 1 && v < 100))
+			bad = 1;
+		else if (rc == 1)
+			status = (int)v;
 	} else if (strcmp(p, "/redirect") == 0) {
 		status = 302;
 		snprintf(extra, sizeof(extra), "Location: /ok\r\n");
@@ -1352,9 +1395,16 @@ serve(struct conn *c, struct req *r)
 		send_all(c->fd, garbage, sizeof(garbage) - 1);
 		return CLOSE;
 	case A_HUGE:
-		log_line(r, &done, 200, sig, nsigs, concurrent, inflight,
+		log_line(r, &done, status, sig, nsigs, concurrent, inflight,
 		    attempt, c->serial);
-		if (send_huge(c->fd, huge, extra, head, close) != 0)
+		if (send_huge(c->fd, status, huge, extra, head, close) != 0)
+			return CLOSE;
+		return close ? CLOSE : KEEP;
+	case A_SLOW_BODY:
+		log_line(r, &done, status, sig, nsigs, concurrent, inflight,
+		    attempt, c->serial);
+		if (send_slow_body(c->fd, status, huge, every, extra, head,
+		    close) != 0)
 			return CLOSE;
 		return close ? CLOSE : KEEP;
 	default:
