@@ -400,6 +400,7 @@ static const char *sql[S_COUNT] = {
 struct whk_store {
 	sqlite3		*db;
 	char		*path;
+	const char	*doing;		/* what an error says we could not */
 	int		 busy_ms;
 	sqlite3_stmt	*stmt[S_COUNT];
 	struct whk_buf	 scratch;
@@ -443,13 +444,19 @@ out_of_space(const struct whk_store *s)
 	return 0;
 }
 
-/* Map SQLite's answer to our one-line errors and exit statuses. */
+/*
+ * Map SQLite's answer to our one-line errors and exit statuses; doing is
+ * what could not be done ("cannot open"), NULL for what the store is
+ * doing now: opening, reading, or writing inside whk_store_begin.
+ */
 static int
 fail(struct whk_store *s, struct whk_err *err, int rc, const char *doing)
 {
 	int status = WHK_EXIT_STORE;
 	const char *why = s->db ? sqlite3_errmsg(s->db) : sqlite3_errstr(rc);
 
+	if (doing == NULL)
+		doing = s->doing;
 	if ((rc & 0xff) == SQLITE_IOERR && out_of_space(s))
 		rc = SQLITE_FULL;
 	switch (rc & 0xff) {
@@ -458,10 +465,11 @@ fail(struct whk_store *s, struct whk_err *err, int rc, const char *doing)
 		return whk_error(err, status, "store '%s' is locked by another "
 		    "process (waited %dms)", s->path, s->busy_ms);
 	case SQLITE_READONLY:
-		return whk_error(err, status, "store '%s' is read-only",
-		    s->path);
+		return whk_error(err, status, "%s '%s': store is read-only",
+		    doing, s->path);
 	case SQLITE_FULL:
-		return whk_error(err, status, "store '%s': disk full", s->path);
+		return whk_error(err, status, "%s '%s': disk full", doing,
+		    s->path);
 	case SQLITE_NOMEM:
 		status = WHK_EXIT_SYSTEM;
 		break;
@@ -482,7 +490,7 @@ stmt(struct whk_store *s, enum stmt which, struct whk_err *err)
 	rc = sqlite3_prepare_v3(s->db, sql[which], -1,
 	    SQLITE_PREPARE_PERSISTENT, &s->stmt[which], NULL);
 	if (rc != SQLITE_OK) {
-		fail(s, err, rc, "store");
+		fail(s, err, rc, NULL);
 		return NULL;
 	}
 	return s->stmt[which];
@@ -493,7 +501,7 @@ exec(struct whk_store *s, const char *q, struct whk_err *err)
 {
 	int rc = sqlite3_exec(s->db, q, NULL, NULL, NULL);
 
-	return rc == SQLITE_OK ? 0 : fail(s, err, rc, "store");
+	return rc == SQLITE_OK ? 0 : fail(s, err, rc, NULL);
 }
 
 static int
@@ -598,6 +606,7 @@ whk_store_open(const char *path, struct whk_err *err)
 		whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
 		return NULL;
 	}
+	s->doing = "cannot open";
 	if ((s->busy_ms = busy_timeout(err)) < 0)
 		goto fail;
 	/*
@@ -631,6 +640,7 @@ whk_store_open(const char *path, struct whk_err *err)
 	    " PRAGMA cache_size = -16384;",
 	    err) == -1 || migrate(s, err) == -1)
 		goto fail;
+	s->doing = "cannot read";
 	return s;
 fail:
 	whk_store_close(s);
@@ -677,7 +687,7 @@ step_done(struct whk_store *s, sqlite3_stmt *st, struct whk_err *err)
 	int rc = sqlite3_step(st);
 
 	if (rc != SQLITE_DONE) {
-		fail(s, err, rc, "store");	/* before reset clears errno */
+		fail(s, err, rc, NULL);	/* before reset clears errno */
 		sqlite3_reset(st);
 		return -1;
 	}
@@ -701,9 +711,15 @@ whk_store_cache(struct whk_store *s, int kib, struct whk_err *err)
 int
 whk_store_begin(struct whk_store *s, struct whk_err *err)
 {
-	sqlite3_stmt *st = stmt(s, S_BEGIN, err);
+	sqlite3_stmt *st;
 
-	return st ? step_done(s, st, err) : -1;
+	s->doing = "cannot write";
+	if ((st = stmt(s, S_BEGIN, err)) == NULL ||
+	    step_done(s, st, err) == -1) {
+		s->doing = "cannot read";
+		return -1;
+	}
+	return 0;
 }
 
 /* Many reads at one snapshot, without the write lock. */
@@ -726,6 +742,7 @@ whk_store_commit(struct whk_store *s, struct whk_err *err)
 		whk_store_rollback(s);
 		return -1;
 	}
+	s->doing = "cannot read";
 	return 0;
 }
 
@@ -734,6 +751,7 @@ whk_store_rollback(struct whk_store *s)
 {
 	if (!sqlite3_get_autocommit(s->db))
 		sqlite3_exec(s->db, "ROLLBACK", NULL, NULL, NULL);
+	s->doing = "cannot read";
 }
 
 static int
@@ -778,7 +796,7 @@ whk_store_event_add(struct whk_store *s, const struct whk_event *ev,
 	if (rc != SQLITE_ROW) {
 		sqlite3_reset(st);
 		return fail(s, err, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc,
-		    "store");
+		    NULL);
 	}
 	snprintf(id, WHK_ID_LEN, "%s", sqlite3_column_text(st, 0));
 	sqlite3_reset(st);
@@ -898,7 +916,7 @@ whk_store_endpoint_get(struct whk_store *s, const char *name,
 		return 0;
 	if (rc == SQLITE_DONE)
 		return 1;
-	return fail(s, err, rc, "store");
+	return fail(s, err, rc, NULL);
 }
 
 int
@@ -950,7 +968,7 @@ whk_store_endpoint_remove(struct whk_store *s, const char *name,
 	sqlite3_bind_int64(st, 1, e.id);
 	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
 		sqlite3_reset(st);
-		fail(s, err, rc, "store");
+		fail(s, err, rc, NULL);
 		goto fail;
 	}
 	has = sqlite3_column_int(st, 0);
@@ -992,7 +1010,7 @@ whk_store_endpoint_each(struct whk_store *s, whk_endpoint_fn fn, void *arg,
 		}
 	}
 	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
+	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, NULL);
 }
 
 #define NO_TEXT SIZE_MAX
@@ -1128,7 +1146,7 @@ events_span(struct whk_store *s, const char *const *ids, size_t n,
 				event_keep(st, &out[i], &s->offs[3 * i], text);
 	}
 	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
+	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, NULL);
 }
 
 int
@@ -1174,7 +1192,7 @@ whk_store_events_find(struct whk_store *s, const char *const *ids, size_t n,
 		}
 		sqlite3_reset(st);
 		if (rc != SQLITE_DONE)
-			return fail(s, err, rc, "store");
+			return fail(s, err, rc, NULL);
 	}
 	return events_place(s, out, n, text, err);
 }
@@ -1201,7 +1219,7 @@ whk_store_events_unrouted(struct whk_store *s, int64_t after,
 	}
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return fail(s, err, rc, "store");
+		return fail(s, err, rc, NULL);
 	return events_place(s, out, *n, text, err);
 }
 
@@ -1216,7 +1234,7 @@ one_int(struct whk_store *s, sqlite3_stmt *st, int64_t *out,
 	sqlite3_reset(st);
 	if (rc == SQLITE_ROW)
 		return 0;
-	return fail(s, err, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc, "store");
+	return fail(s, err, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc, NULL);
 }
 
 int
@@ -1343,7 +1361,7 @@ whk_store_webhook_create(struct whk_store *s, int64_t endpoint_id,
 	}
 	sqlite3_reset(st);
 	if (rc != SQLITE_DONE)
-		return fail(s, err, rc, "store");
+		return fail(s, err, rc, NULL);
 	if (*nlinked == 0)
 		return 0;
 	if ((mine = calloc(*nlinked, sizeof(*mine))) == NULL)
@@ -1430,7 +1448,7 @@ whk_store_webhook_body(struct whk_store *s, int64_t seq, struct whk_buf *out,
 	if ((rc = sqlite3_step(st)) != SQLITE_ROW) {
 		sqlite3_reset(st);
 		return fail(s, err, rc == SQLITE_DONE ? SQLITE_CORRUPT : rc,
-		    "store");
+		    NULL);
 	}
 	kind = sqlite3_column_int(st, 0);
 	if (kind != WHK_BODY_ARRAY && sqlite3_column_bytes(st, 1) > 0)
@@ -1450,7 +1468,7 @@ whk_store_webhook_body(struct whk_store *s, int64_t seq, struct whk_buf *out,
 		}
 		sqlite3_reset(st);
 		if (rc != SQLITE_DONE)
-			return fail(s, err, rc, "store");
+			return fail(s, err, rc, NULL);
 		whk_buf_add(out, "]", 1);
 	}
 	return out->oom ? whk_error(err, WHK_EXIT_SYSTEM, "out of memory") : 0;
@@ -1488,7 +1506,7 @@ webhook_one(struct whk_store *s, sqlite3_stmt *st, struct whk_webhook *w,
 	sqlite3_reset(st);
 	if (rc == SQLITE_ROW)
 		return 0;
-	return rc == SQLITE_DONE ? 1 : fail(s, err, rc, "store");
+	return rc == SQLITE_DONE ? 1 : fail(s, err, rc, NULL);
 }
 
 int
@@ -1521,7 +1539,7 @@ whk_store_webhooks_fresh(struct whk_store *s, int64_t endpoint_id,
 		webhook_row(st, &out[(*n)++]);
 	sqlite3_reset(st);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 :
-	    fail(s, err, rc, "store");
+	    fail(s, err, rc, NULL);
 }
 
 const char *
@@ -1685,7 +1703,7 @@ whk_store_unscheduled(struct whk_store *s, int64_t after,
 	}
 	sqlite3_reset(st);
 	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 :
-	    fail(s, err, rc, "store");
+	    fail(s, err, rc, NULL);
 }
 
 int
@@ -1730,7 +1748,7 @@ whk_store_due(struct whk_store *s, int64_t now, whk_due_fn fn, void *arg,
 		}
 	}
 	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
+	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, NULL);
 }
 
 int
@@ -1763,7 +1781,7 @@ whk_store_endpoint_health(struct whk_store *s, int64_t id, int64_t last,
 		    sqlite3_column_int64(st, 1) == last;
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW)
-		return fail(s, err, rc, "store");
+		return fail(s, err, rc, NULL);
 	if (!h->tripped)
 		return 0;
 	if ((st = stmt(s, S_ENDPOINT_STREAK, err)) == NULL)
@@ -1773,7 +1791,7 @@ whk_store_endpoint_health(struct whk_store *s, int64_t id, int64_t last,
 		h->failing_since = sqlite3_column_int64(st, 0);
 	sqlite3_reset(st);
 	if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-		return fail(s, err, rc, "store");
+		return fail(s, err, rc, NULL);
 	if ((st = stmt(s, S_ENDPOINT_BUSY, err)) == NULL)
 		return -1;
 	sqlite3_bind_int64(st, 1, id);
@@ -1781,7 +1799,7 @@ whk_store_endpoint_health(struct whk_store *s, int64_t id, int64_t last,
 	if ((rc = sqlite3_step(st)) == SQLITE_ROW)
 		h->busy = sqlite3_column_int(st, 0);
 	sqlite3_reset(st);
-	return rc == SQLITE_ROW ? 0 : fail(s, err, rc, "store");
+	return rc == SQLITE_ROW ? 0 : fail(s, err, rc, NULL);
 }
 
 int
@@ -1819,7 +1837,7 @@ whk_store_webhooks_select(struct whk_store *s, const struct whk_select *q,
 			return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
 		}
 	sqlite3_reset(st);
-	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
+	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, NULL);
 }
 
 int
@@ -2006,7 +2024,7 @@ rows(struct whk_store *s, sqlite3_stmt *st, whk_row_fn fn, void *arg,
 			return rc == -1 ? whk_error(err, WHK_EXIT_SYSTEM,
 			    "out of memory") : 0;
 	}
-	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
+	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, NULL);
 }
 
 /*
@@ -2080,7 +2098,7 @@ whk_store_log(struct whk_store *s, const struct whk_log_query *q,
 	rc = log_stmt(s, &b, &st, &once);
 	whk_buf_free(&b);
 	if (rc != SQLITE_OK)
-		return fail(s, err, rc, "store");
+		return fail(s, err, rc, NULL);
 	bind_named(st, ":endpoint", q->endpoint);
 	bind_named(st, ":tenant", q->tenant);
 	bind_named(st, ":type", q->type);
@@ -2172,7 +2190,7 @@ whk_store_webhooks_scan(struct whk_store *s, int64_t since,
 	    " OR w.endpoint_id = (SELECT id FROM endpoints WHERE name ="
 	    " :endpoint AND removed_at IS NULL))", -1, &st,
 	    NULL)) != SQLITE_OK)
-		return fail(s, err, rc, "store");
+		return fail(s, err, rc, NULL);
 	bind_named(st, ":endpoint", endpoint);
 	bind_named_int(st, ":since", since);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
@@ -2182,7 +2200,7 @@ whk_store_webhooks_scan(struct whk_store *s, int64_t since,
 		    sqlite3_column_int64(st, 2), sqlite3_column_int64(st, 3),
 		    arg);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
+	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, NULL);
 }
 
 int
@@ -2199,7 +2217,7 @@ whk_store_attempts_scan(struct whk_store *s, int64_t since,
 	    " WHERE a.started_at >= :since AND (:endpoint IS NULL OR"
 	    " a.endpoint_id = (SELECT id FROM endpoints WHERE name = :endpoint"
 	    " AND removed_at IS NULL))", -1, &st, NULL)) != SQLITE_OK)
-		return fail(s, err, rc, "store");
+		return fail(s, err, rc, NULL);
 	bind_named(st, ":endpoint", endpoint);
 	bind_named_int(st, ":since", since);
 	while ((rc = sqlite3_step(st)) == SQLITE_ROW)
@@ -2207,7 +2225,7 @@ whk_store_attempts_scan(struct whk_store *s, int64_t since,
 		    sqlite3_column_type(st, 2) == SQLITE_NULL ? -1 :
 		    sqlite3_column_int64(st, 2), arg);
 	sqlite3_finalize(st);
-	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, "store");
+	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, NULL);
 }
 
 int
@@ -2220,7 +2238,7 @@ whk_store_agg(struct whk_store *s, int which, const char *endpoint,
 
 	if ((rc = sqlite3_prepare_v2(s->db, agg_sql[which], -1, &st,
 	    NULL)) != SQLITE_OK)
-		return fail(s, err, rc, "store");
+		return fail(s, err, rc, NULL);
 	bind_named(st, ":endpoint", endpoint);
 	bind_named_int(st, ":since", since);
 	bind_named_int(st, ":within", within);
@@ -2248,13 +2266,13 @@ prune_exec(struct whk_store *s, const char *q, int64_t a1, int64_t a2,
 	int rc;
 
 	if ((rc = sqlite3_prepare_v2(s->db, q, -1, &st, NULL)) != SQLITE_OK)
-		return fail(s, err, rc, "store");
+		return fail(s, err, rc, NULL);
 	bind_named_int(st, ":a", a1);
 	bind_named_int(st, ":b", a2);
 	rc = sqlite3_step(st);
 	sqlite3_finalize(st);
 	if (rc != SQLITE_DONE)
-		return fail(s, err, rc, "store");
+		return fail(s, err, rc, NULL);
 	if (changed)
 		*changed = sqlite3_changes64(s->db);
 	return 0;
@@ -2278,7 +2296,7 @@ prune_fill(struct whk_store *s, const char *select, int64_t *after,
 		return rc;
 	if ((rc = sqlite3_prepare_v2(s->db, "SELECT max(seq) FROM"
 	    " temp.prune_chunk", -1, &st, NULL)) != SQLITE_OK)
-		return fail(s, err, rc, "store");
+		return fail(s, err, rc, NULL);
 	if (sqlite3_step(st) == SQLITE_ROW)
 		*after = sqlite3_column_int64(st, 0);
 	sqlite3_finalize(st);

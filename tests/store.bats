@@ -206,7 +206,7 @@ load helpers
 	# A file-size limit stands in for a full filesystem.
 	run sh -c 'trap "" XFSZ; ulimit -f 1024; exec whk-ingest in >out'
 	assert_failure 3
-	assert_output "whk-ingest: store '$WHK_STORE': disk full"
+	assert_output "whk-ingest: cannot write '$WHK_STORE': disk full"
 	run sql "PRAGMA integrity_check"
 	assert_output ok
 	printed_are_stored out
