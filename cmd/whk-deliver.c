@@ -1345,15 +1345,21 @@ run(struct deliver *d, struct whk_err *err)
 	}
 	whk_lines_free(&lines);
 	if (rc == -1) {
-		/* Record what still finishes, so no attempt goes unsaid. */
+		/*
+		 * Record what still finishes, so no attempt goes unsaid; a
+		 * store that failed once mostly fails again, and that is
+		 * said once, by the caller.
+		 */
 		struct whk_err why;
 
 		whk_http_abort(d->http);
-		if (writer_done(d, 1) && absorb(d, &why) == -1)
+		if (writer_done(d, 1) && absorb(d, &why) == -1 &&
+		    strcmp(why.msg, err->msg) != 0)
 			warnx_("%s", why.msg);
 		take_done(d);
 		d->closing = 1;
-		if (hand(d, 1) && absorb(d, &why) == -1)
+		if (hand(d, 1) && absorb(d, &why) == -1 &&
+		    strcmp(why.msg, err->msg) != 0)
 			warnx_("%s", why.msg);
 	}
 	progress_line(d, 1);

@@ -70,6 +70,18 @@ webhooks_are_stored() {
 	run comm -23 "$BATS_TEST_TMPDIR/printed" "$BATS_TEST_TMPDIR/stored"
 	assert_output ""
 }
+
+# attempts_are_stored FILE: every attempt FILE printed is in the store,
+# with the outcome printed.
+attempts_are_stored() {
+	jq -r '"\(.webhook) \(.attempt) \(.outcome)"' "$1" | sort \
+	    >"$BATS_TEST_TMPDIR/printed"
+	sql "SELECT w.id || ' ' || a.n || ' ' || a.outcome FROM attempts a
+	    JOIN webhooks w ON w.seq = a.webhook_seq" | sort \
+	    >"$BATS_TEST_TMPDIR/stored"
+	run comm -23 "$BATS_TEST_TMPDIR/printed" "$BATS_TEST_TMPDIR/stored"
+	assert_output ""
+}
 # --- faults found on opening -----------------------------------------------
 
 @test "a file that is not a database: every program says so on one line, exits 3 and leaves the file as it was" {
@@ -176,6 +188,22 @@ with open("whk.db", "r+b") as f:
 	assert_success
 	run sql "SELECT count(*) FROM webhooks; SELECT count(*) FROM unrouted"
 	assert_output $'3000\n0'
+}
+
+@test "whk-deliver, the disk full while it delivers: exit 3, one line, every attempt printed is stored, the store whole" {
+	receiver_start
+	ep a /ok
+	hooks a 300 >recs
+	run --separate-stderr full 256 whk-deliver <recs
+	assert_failure 3
+	assert_equal "$stderr" "whk-deliver: cannot write '$WHK_STORE': disk full"
+	echo "$output" >out
+	intact
+	attempts_are_stored out
+	n=$(wc -l <out)
+	[ "$n" -gt 0 ] && [ "$n" -lt 300 ]
+	run sql "SELECT count(*) FROM webhooks"
+	assert_output 300
 }
 
 @test "whk-retry, the disk full after it scheduled: exit 3, one line, nothing printed nor handed out, the schedule kept, the store whole" {
