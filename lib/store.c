@@ -477,6 +477,38 @@ fail(struct whk_store *s, struct whk_err *err, int rc, const char *doing)
 	return whk_error(err, status, "%s '%s': %s", doing, s->path, why);
 }
 
+/*
+ * The file at the path is no longer the one open: renamed, deleted, or
+ * replaced by another.  SQLite would go on writing to the old file, and
+ * what it committed would be acknowledged to no one who will find it.
+ * One stat(2) of the path.
+ */
+static int
+has_moved(struct whk_store *s)
+{
+	int moved = 0;
+
+	if (s->db == NULL || sqlite3_file_control(s->db, "main",
+	    SQLITE_FCNTL_HAS_MOVED, &moved) != SQLITE_OK)
+		return 0;
+	return moved;
+}
+
+static int
+check_moved(struct whk_store *s, struct whk_err *err)
+{
+	struct stat st;
+
+	if (!has_moved(s))
+		return 0;
+	/* SQLite says moved when it cannot look, too. */
+	if (stat(s->path, &st) == -1 && errno != ENOENT)
+		return whk_error(err, WHK_EXIT_STORE, "%s '%s': %s", s->doing,
+		    s->path, strerror(errno));
+	return whk_error(err, WHK_EXIT_STORE, "%s '%s': the store was moved "
+	    "or deleted while in use", s->doing, s->path);
+}
+
 static sqlite3_stmt *
 stmt(struct whk_store *s, enum stmt which, struct whk_err *err)
 {
@@ -660,6 +692,16 @@ whk_store_close(struct whk_store *s)
 		sqlite3_finalize(s->logst[i].st);
 		free(s->logst[i].sql);
 	}
+	/*
+	 * SQLite does not checkpoint a moved store on close, and leaves its
+	 * -wal where it was: beside whatever file now has the path, which
+	 * would read our pages as its own.  Empty it into the file it
+	 * belongs to (which keeps what was committed, wherever that file
+	 * went).
+	 */
+	if (has_moved(s))
+		sqlite3_wal_checkpoint_v2(s->db, "main",
+		    SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
 	sqlite3_close(s->db);
 	whk_buf_free(&s->scratch);
 	free(s->sorted);
@@ -714,7 +756,7 @@ whk_store_begin(struct whk_store *s, struct whk_err *err)
 	sqlite3_stmt *st;
 
 	s->doing = "cannot write";
-	if ((st = stmt(s, S_BEGIN, err)) == NULL ||
+	if (check_moved(s, err) == -1 || (st = stmt(s, S_BEGIN, err)) == NULL ||
 	    step_done(s, st, err) == -1) {
 		s->doing = "cannot read";
 		return -1;
@@ -726,19 +768,25 @@ whk_store_begin(struct whk_store *s, struct whk_err *err)
 int
 whk_store_begin_read(struct whk_store *s, struct whk_err *err)
 {
-	sqlite3_stmt *st = stmt(s, S_BEGIN_READ, err);
+	sqlite3_stmt *st;
 
-	return st ? step_done(s, st, err) : -1;
+	if (check_moved(s, err) == -1 || (st = stmt(s, S_BEGIN_READ, err)) ==
+	    NULL)
+		return -1;
+	return step_done(s, st, err);
 }
 
+/*
+ * What commits is acknowledged once this returns: it must land in the
+ * store at the path, so a store moved meanwhile is a failure.
+ */
 int
 whk_store_commit(struct whk_store *s, struct whk_err *err)
 {
-	sqlite3_stmt *st = stmt(s, S_COMMIT, err);
+	sqlite3_stmt *st;
 
-	if (st == NULL)
-		return -1;
-	if (step_done(s, st, err) == -1) {
+	if (check_moved(s, err) == -1 || (st = stmt(s, S_COMMIT, err)) ==
+	    NULL || step_done(s, st, err) == -1) {
 		whk_store_rollback(s);
 		return -1;
 	}
@@ -2090,6 +2138,9 @@ whk_store_log(struct whk_store *s, const struct whk_log_query *q,
 	sqlite3_stmt *st = NULL;
 	int rc, once;
 
+	/* whk-log follow reads on for as long as it runs. */
+	if (sqlite3_get_autocommit(s->db) && check_moved(s, err) == -1)
+		return -1;
 	log_sql(&b, q);
 	if (b.oom) {
 		whk_buf_free(&b);

@@ -82,6 +82,71 @@ attempts_are_stored() {
 	run comm -23 "$BATS_TEST_TMPDIR/printed" "$BATS_TEST_TMPDIR/stored"
 	assert_output ""
 }
+
+# wait_lines FILE N: wait up to 5 s until FILE has at least N lines.
+wait_lines() {
+	local i
+	for i in $(seq 100); do
+		[ -f "$1" ] && [ "$(wc -l <"$1")" -ge "$2" ] && return 0
+		sleep 0.05
+	done
+	echo "$1 has $(wc -l <"$1") lines, not $2" >&2
+	return 1
+}
+
+# stream CMD...: start CMD in the background reading the fifo "in", which
+# this shell holds open on fd 5 for reading and writing (so that a write
+# neither waits for CMD nor breaks once CMD is gone); stdout to "out",
+# stderr to "err"; its pid in $pid.
+stream() {
+	mkfifo in
+	exec 5<>in
+	: >out
+	"$@" <in >out 2>err 3>&- 5>&- &
+	pid=$!
+}
+
+# running: the program of stream has not exited.
+running() {
+	grep -qs '^State:[[:space:]]*[^Z]' "/proc/$pid/status"
+}
+
+# say LINE N: write LINE to the stream and wait until "out" has N lines.
+say() {
+	echo "$1" >&5
+	wait_lines out "$2"
+}
+
+# feed LINE...: write one LINE every 0.1 s while the program still runs,
+# as a slow producer would.
+feed() {
+	local l
+	for l in "$@"; do
+		running || return 0
+		echo "$l" >&5
+		sleep 0.1
+	done
+}
+
+# ended: close the stream and wait up to 10 s for the program to exit
+# (then kill it); its exit status in $status.
+ended() {
+	local i
+	exec 5>&-
+	for i in $(seq 200); do
+		running || break
+		sleep 0.05
+	done
+	kill -KILL "$pid" 2>/dev/null || true
+	status=0
+	wait "$pid" || status=$?
+}
+
+# moved PROGRAM VERB: PROGRAM's line for a store moved under it.
+moved() {
+	echo "$1: cannot $2 '$WHK_STORE': the store was moved or deleted while in use"
+}
+
 # --- faults found on opening -----------------------------------------------
 
 @test "a file that is not a database: every program says so on one line, exits 3 and leaves the file as it was" {
@@ -246,4 +311,123 @@ with open("whk.db", "r+b") as f:
 	assert_success
 	run sql "SELECT count(*) FROM webhooks; SELECT count(*) FROM events"
 	assert_output $'0\n0'
+}
+
+# --- the store moved while a program runs ------------------------------------
+
+@test "whk-ingest on a slow pipe, its store deleted: exit 3 at the next event, nothing printed after, nothing left for the next store" {
+	whk-ingest <<<'{"id":"first"}' >/dev/null
+	stream whk-ingest
+	for i in 1 2 3; do say "{\"id\":\"a$i\"}" "$i"; done
+	rm whk.db
+	feed '{"id":"b1"}' '{"id":"b2"}' '{"id":"b3"}' '{"id":"b4"}' \
+	    '{"id":"b5"}' '{"id":"b6"}' '{"id":"b7"}' '{"id":"b8"}'
+	ended
+	assert_equal "$status" 3
+	assert_equal "$(cat err)" "$(moved whk-ingest write)"
+	run jq -r .key out
+	assert_output $'a1\na2\na3'
+	# The store made next at the path starts empty, and whole.
+	run whk-ingest <<<'{"id":"c"}'
+	assert_success
+	run sql "SELECT key FROM events"
+	assert_output c
+	intact
+}
+
+@test "whk-ingest on a slow pipe, another store moved onto its path: exit 3, nothing printed after, the other store whole and only its own" {
+	whk-ingest -s other.db <<<'{"id":"other"}' >/dev/null
+	stream whk-ingest
+	for i in 1 2 3; do say "{\"id\":\"a$i\"}" "$i"; done
+	mv other.db whk.db
+	feed '{"id":"b1"}' '{"id":"b2"}' '{"id":"b3"}' '{"id":"b4"}' \
+	    '{"id":"b5"}' '{"id":"b6"}' '{"id":"b7"}' '{"id":"b8"}'
+	ended
+	assert_equal "$status" 3
+	assert_equal "$(cat err)" "$(moved whk-ingest write)"
+	run jq -r .key out
+	assert_output $'a1\na2\na3'
+	intact
+	run sql "SELECT key FROM events"
+	assert_output other
+}
+
+@test "whk-ingest on a slow pipe, its store renamed: exit 3, and the renamed file holds every event it printed" {
+	stream whk-ingest
+	for i in 1 2 3; do say "{\"id\":\"a$i\"}" "$i"; done
+	mv whk.db renamed.db
+	feed '{"id":"b1"}' '{"id":"b2"}' '{"id":"b3"}' '{"id":"b4"}'
+	ended
+	assert_equal "$status" 3
+	assert_equal "$(cat err)" "$(moved whk-ingest write)"
+	intact renamed.db
+	export WHK_STORE=$PWD/renamed.db
+	printed_are_stored out
+	run sql "SELECT key FROM events ORDER BY seq"
+	assert_output $'a1\na2\na3'
+}
+
+@test "whk-batch streaming, its store deleted: exit 3 at the next record, no webhook printed after" {
+	whk-endpoint add a https://example.com/a >/dev/null
+	events 8 | whk-ingest >recs
+	stream whk-batch
+	for i in 1 2 3; do say "$(sed -n "${i}p" recs)" "$i"; done
+	rm whk.db
+	feed "$(sed -n 4p recs)" "$(sed -n 5p recs)" "$(sed -n 6p recs)" \
+	    "$(sed -n 7p recs)" "$(sed -n 8p recs)"
+	ended
+	assert_equal "$status" 3
+	assert_equal "$(cat err)" "$(moved whk-batch write)"
+	run wc -l <out
+	assert_output 3
+}
+
+@test "whk-deliver streaming, another store moved onto its path: exit 3 at the next record, nothing sent or printed after" {
+	receiver_start
+	ep a /ok
+	hooks a 8 >recs
+	whk-ingest -s other.db <<<'{"id":"other"}' >/dev/null
+	stream whk-deliver
+	for i in 1 2 3; do say "$(sed -n "${i}p" recs)" "$i"; done
+	mv other.db whk.db
+	feed "$(sed -n 4p recs)" "$(sed -n 5p recs)" "$(sed -n 6p recs)" \
+	    "$(sed -n 7p recs)" "$(sed -n 8p recs)"
+	ended
+	assert_equal "$status" 3
+	assert_equal "$(cat err)" "$(moved whk-deliver write)"
+	run jq -r .outcome out
+	assert_output $'delivered\ndelivered\ndelivered'
+	assert_equal "$(received | wc -l)" 3
+	intact
+	run sql "SELECT key FROM events; SELECT count(*) FROM webhooks"
+	assert_output $'other\n0'
+}
+
+@test "whk-retry reading records, its store deleted meanwhile: exit 3, nothing printed" {
+	receiver_start
+	ep a /fail
+	hooks a 3 | whk-deliver >attempts || true
+	stream env WHK_NOW=$(($(date +%s) + 3600)) whk-retry
+	# Open once its -wal is there.
+	for i in $(seq 100); do [ -e whk.db-wal ] && break; sleep 0.05; done
+	cat attempts >&5
+	rm whk.db
+	ended
+	assert_equal "$status" 3
+	assert_equal "$(cat err)" "$(moved whk-retry write)"
+	run cat out
+	assert_output ""
+}
+
+@test "whk-log follow, its store deleted: exit 3 with one line instead of following a file no one writes" {
+	whk-ingest <<<'{"id":"a"}' >/dev/null
+	stream whk-log follow
+	# Open once its -wal is there.
+	for i in $(seq 100); do [ -e whk.db-wal ] && break; sleep 0.05; done
+	rm whk.db
+	ended
+	assert_equal "$status" 3
+	assert_equal "$(cat err)" "$(moved whk-log read)"
+	run cat out
+	assert_output ""
 }
