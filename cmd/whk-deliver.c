@@ -1476,6 +1476,8 @@ main(int argc, char *argv[])
 		status = WHK_EXIT_PARTIAL;
 
 	whk_http_free(d.http);
+	/* Finished, but left unrecorded by a store that failed. */
+	free_list(d.done);
 	for (i = 0; i < d.neps; i++)
 		dep_free(d.eps[i]);
 	free(d.eps);
