@@ -117,6 +117,17 @@ say() {
 	wait_lines out "$2"
 }
 
+# printed N: wait up to 5 s until "out" has N lines or the program of
+# stream exited.
+printed() {
+	local i
+	for i in $(seq 100); do
+		[ "$(wc -l <out)" -ge "$1" ] && return 0
+		running || return 0
+		sleep 0.05
+	done
+}
+
 # feed LINE...: write one LINE every 0.1 s while the program still runs,
 # as a slow producer would.
 feed() {
@@ -233,12 +244,15 @@ with open("whk.db", "r+b") as f:
 	whk-endpoint add a https://example.com/a >/dev/null
 	whk-endpoint add b https://example.com/b >/dev/null
 	events 1500 | whk-ingest >recs
-	status=0
-	# Slowly, so that it commits many times before the disk is full.
+	# A hundred events at a time, each hundred routed (printed) before
+	# the next: it commits many times before the disk is full.
+	stream full 256 whk-batch
 	for ((i = 1; i <= 1500; i += 100)); do
-		sed -n "$i,$((i + 99))p" recs
-		sleep 0.02
-	done | full 256 whk-batch >out 2>err || status=$?
+		running || break
+		sed -n "$i,$((i + 99))p" recs >&5
+		printed $(((i + 99) * 2))
+	done
+	ended
 	assert_equal "$status" 3
 	assert_equal "$(cat err)" "whk-batch: cannot write '$WHK_STORE': disk full"
 	intact
