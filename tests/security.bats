@@ -101,6 +101,14 @@ json_str() {
 	jq -n --arg v "$1" '$v'
 }
 
+# on_tty CMD...: CMD with its standard output on a terminal (tables,
+# progress lines), the terminal's output on ours.
+on_tty() {
+	local cmd
+	printf -v cmd '%q ' "$@"
+	script -qec "$cmd" /dev/null </dev/null | tr -d '\r'
+}
+
 # py_server HEADER BODY: an HTTP server on 127.0.0.1 (Python's, for the
 # answers test-receiver cannot give) that answers each POST to /NNN with
 # status NNN, the header line HEADER ("Name: value", or '') and BODY;
@@ -431,4 +439,418 @@ rel	302	failed	HTTP 302"
 	assert_output "$(for s in 301 302 303 307 308; do printf '/%d\n' $s $s $s; done)"
 	run eval 'received | jq -r .path'
 	assert_output $'/redirect\n/redirect\n/redirect'
+}
+
+# --- secrets ---------------------------------------------------------------
+
+# all CMD...: CMD's standard output and error, whatever its status, added
+# to all.out (what a secret must never be found in).
+all() {
+	"$@" >>all.out 2>&1 || true
+}
+
+@test "secrets: no secret, old secret of a rotation or header value is in any byte any program prints, in any command, format or error; --show-secret alone shows them" {
+	S1=$(secret_of)
+	S2=$(secret_of 48)
+	S3=$(secret_of 24)
+	S4=$(secret_of)
+	HV=hv-$(head -c 18 /dev/urandom | base64 -w0 | tr '+/' '-_')
+	receiver_start --secret "$S1" --secret "$S2"
+	# ok delivers, failing gets 500s, closed finds no one listening,
+	# stranger is refused (private), broken has a secret the store
+	# holds damaged.
+	all whk-endpoint add ok "$RECEIVER/ok" --allow-private --tenant t \
+	    --secret "$S1" --header "X-Api-Key: $HV"
+	all whk-endpoint add failing "$RECEIVER/fail" --allow-private --tenant t \
+	    --secret "$S3" --header "X-Api-Key: $HV"
+	all whk-endpoint add closed http://127.0.0.1:1/ --allow-private --tenant t \
+	    --secret "$S3" --header "X-Token: $HV"
+	all whk-endpoint add stranger https://example.com/ --tenant t --secret "$S3"
+	behind stranger "$RECEIVER/ok"
+	all whk-endpoint add broken "$RECEIVER/ok" --allow-private --tenant b
+	sql "UPDATE endpoints SET secret = '${S4}!' WHERE name = 'broken'"
+	all whk-endpoint rotate-secret ok --secret "$S2" --grace 1h
+	for f in json table; do
+		all whk-endpoint list --format "$f"
+	done
+	all on_tty whk-endpoint list
+	for e in ok failing closed stranger broken; do
+		all whk-endpoint show "$e"
+	done
+	all whk-endpoint set ok --batch 1
+	all whk-endpoint disable failing --reason "maintenance"
+	all whk-endpoint enable failing
+	# Mistakes, each naming a secret or a header value.
+	all whk-endpoint add ok "$RECEIVER/ok" --secret "$S1"
+	all whk-endpoint set ok --batch 0 --secret "$S1"
+	all whk-endpoint set ok --secret "${S2}x"
+	all whk-endpoint rotate-secret ok --secret "${S1%?}"
+	all whk-endpoint set ok --header "Bad Name: $HV"
+	all whk-endpoint set ok --header "X-Api-Key: $HV"$'\r\n'"X: y"
+	all whk-endpoint set ok --url "http://u:$HV@example.com/"
+	all whk-endpoint show ok --secret "$S2"
+	# The pipeline, every stage heard.
+	printf '{"id":"o-%d","tenant":"t","n":%d}\n' 1 1 2 2 >ev
+	whk-ingest <ev 2>>all.out | tee -a all.out | whk-batch -v 2>>all.out |
+	    tee -a all.out | whk-deliver -v >>all.out 2>>all.out || true
+	all on_tty whk-deliver --pending
+	all whk-retry -v --schedule 1s
+	all whk-retry --dry-run -v
+	WHK_NOW=$(($(date +%s) + 5)) whk-retry -v 2>>all.out | tee -a all.out |
+	    whk-deliver -v >>all.out 2>>all.out || true
+	whk-log webhooks --jq .webhook | tr -d '"' >ids
+	whk-log events --jq .event | tr -d '"' >eids
+	whk-retry --now -v $(cat ids) 2>>all.out | tee -a all.out |
+	    whk-deliver -v >>all.out 2>>all.out || true
+	# The history, in every command and format.
+	for l in events webhooks attempts endpoints; do
+		for f in json tsv table; do
+			all whk-log "$l" --format "$f"
+		done
+		all whk-log "$l" --jq tostring
+		all on_tty whk-log "$l"
+	done
+	for id in $(cat ids eids); do
+		all whk-log show "$id"
+		all whk-log show --format table "$id"
+	done
+	all whk-log metrics
+	for c in slo stats; do
+		all whk-log "$c"
+		all whk-log "$c" --format table
+		all on_tty whk-log "$c"
+	done
+	all whk-log prune --before 1d --dry-run
+	whk-log follow >follow.out 2>&1 3>&- &
+	follower=$!
+	sleep 0.5
+	whk-retry --now "$(head -n 1 ids)" | whk-deliver >/dev/null 2>&1 || true
+	for i in $(seq 100); do
+		[ -s follow.out ] && break
+		sleep 0.05
+	done
+	kill -INT "$follower"
+	wait "$follower" || true
+	[ -s follow.out ]
+	cat follow.out >>all.out
+	# The damaged secret stops whk-deliver, saying so without it.
+	printf '{"id":"b-1","tenant":"b"}\n' | whk-ingest 2>>all.out |
+	    whk-batch 2>>all.out | whk-deliver >>all.out 2>>all.out || true
+	# Help, versions, and wrong options.
+	for p in whk-ingest whk-endpoint whk-batch whk-deliver whk-retry whk-log; do
+		all "$p" --help
+		all "$p" -V
+		all "$p" --no-such-option "$S1"
+	done
+	all whk-deliver --concurrency 0
+	all whk-retry --schedule 1x
+	all whk-log events --since 1x
+	all whk-log show msg_00000000000000000000000000
+	[ "$(wc -l <all.out)" -gt 150 ]
+	for s in "$S1" "$S2" "$S3" "$S4"; do
+		for v in "$s" "${s#whsec_}" "${s:6:12}" "${s: -12}"; do
+			run grep -F -- "$v" all.out
+			assert_failure 1
+			assert_output ""
+		done
+	done
+	for v in "$HV" "${HV:3:12}"; do
+		run grep -F -- "$v" all.out
+		assert_failure 1
+		assert_output ""
+	done
+	# They were there to find: sent, and shown on request.
+	assert_equal "$(received | jq -r '.headers["x-api-key"]' | sort -u)" "$HV"
+	run whk-endpoint show ok --show-secret
+	assert_equal "$(jq -r '[.secret, .old_secret, .headers[0]] | join(" ")' <<<"$output")" \
+	    "$S2 $S1 X-Api-Key: $HV"
+}
+
+# --- files -----------------------------------------------------------------
+
+# hold DB PROGRAM [ARGS...]: start PROGRAM -s DB in the background, reading
+# a FIFO that stays open, so that it holds the store open; wait until
+# DB-wal and DB-shm exist.  Its pid in $held; release stops it.
+hold() {
+	local db=$1 i
+	shift
+	rm -f hold.in
+	mkfifo hold.in
+	"$@" -s "$db" <hold.in >hold.out 2>hold.err 3>&- &
+	held=$!
+	exec 4>hold.in
+	for i in $(seq 200); do
+		[ -e "$db-wal" ] && [ -e "$db-shm" ] && return 0
+		sleep 0.05
+	done
+	echo "$* made no $db-wal and $db-shm in 10 s: $(cat hold.err)" >&2
+	return 1
+}
+
+# release: end what hold started (its input closed; follow needs a signal).
+release() {
+	exec 4>&-
+	kill -INT "$held" 2>/dev/null || true
+	wait "$held" || true
+}
+
+@test "files: every program creates the store 0600, its -wal and -shm 0600, under umask 000 and 022" {
+	for u in 000 022; do
+		for p in whk-ingest whk-batch whk-deliver whk-retry "whk-log follow"; do
+			db="$u.${p#whk-}.db"
+			db=${db// /-}
+			umask "$u"
+			# (Word splitting wanted: "whk-log follow".)
+			# shellcheck disable=SC2086
+			hold "$db" $p
+			umask 022
+			run stat -c '%a %n' "$db" "$db-wal" "$db-shm"
+			assert_output "600 $db
+600 $db-wal
+600 $db-shm"
+			release
+		done
+		# whk-endpoint does not wait on anything: its store (SQLite
+		# gives the -wal and -shm the store's own mode).
+		(umask "$u"; whk-endpoint -s "$u.endpoint.db" list >/dev/null)
+		run mode "$u.endpoint.db"
+		assert_output 600
+	done
+}
+
+@test "files: the default store's directory is created 0700 and the store 0600, by every program, under umask 000 and 022" {
+	unset WHK_STORE
+	for u in 000 022; do
+		for p in whk-ingest whk-endpoint whk-batch whk-deliver whk-retry whk-log; do
+			case $p in
+			whk-endpoint) args=(list) ;;
+			whk-log) args=(events) ;;
+			*) args=() ;;
+			esac
+			export XDG_DATA_HOME="$BATS_TEST_TMPDIR/xdg.$u.$p"
+			(umask "$u"; "$p" "${args[@]}" </dev/null >/dev/null)
+			run stat -c %a "$XDG_DATA_HOME/whk" "$XDG_DATA_HOME/whk/whk.db"
+			assert_output $'700\n600'
+			unset XDG_DATA_HOME
+			h="$BATS_TEST_TMPDIR/home.$u.$p"
+			(umask "$u"; HOME=$h "$p" "${args[@]}" </dev/null >/dev/null)
+			run stat -c %a "$h/.local/share/whk" "$h/.local/share/whk/whk.db"
+			assert_output $'700\n600'
+		done
+	done
+}
+
+# --- metacharacters --------------------------------------------------------
+
+@test "metacharacters: a hostile endpoint name is refused (exit 2, the exact message) by every command that takes one, or names no endpoint; the store intact" {
+	whk-endpoint add a https://example.com/ >/dev/null
+	for v in "${HOSTILE[@]}"; do
+		for c in add set show disable enable rotate-secret rm; do
+			args=("$c" "$v")
+			[ "$c" = add ] && args+=(https://example.com/)
+			run --separate-stderr whk-endpoint "${args[@]}"
+			assert_failure 2
+			assert_output ""
+			assert_equal "$stderr" "whk-endpoint: invalid endpoint name '$v' (letters, digits, '.', '_' and '-', at most 64)"
+		done
+		run --separate-stderr whk-deliver --endpoint "$v" </dev/null
+		assert_failure 2
+		assert_equal "$stderr" "whk-deliver: no endpoint '$v'"
+		run --separate-stderr whk-retry --now --endpoint "$v"
+		assert_failure 2
+		assert_equal "$stderr" "whk-retry: no endpoint '$v'"
+		for c in events webhooks attempts endpoints slo stats; do
+			run --separate-stderr whk-log "$c" --endpoint "$v"
+			assert_success
+			assert_output ""
+			assert_equal "$stderr" ""
+		done
+	done
+	run sql "SELECT name FROM endpoints"
+	assert_output a
+	intact
+}
+
+@test "metacharacters: an endpoint's tenant, header value, reason, URL, filter and template take hostile values byte for byte or refuse them with exit 2; delivered as data" {
+	receiver_start
+	k=0
+	for v in "${HOSTILE[@]}"; do
+		k=$((k + 1))
+		j=$(json_str "$v")
+		filter=".note == $j"
+		template="{note: .note, tag: $j}"
+		run --separate-stderr whk-endpoint add "e$k" "$RECEIVER/ok" --allow-private \
+		    --tenant "$v" --filter "$filter" --template "$template" \
+		    --header "X-Hostile: $v"
+		if [ "$v" = $'two\nlines' ]; then
+			assert_failure 2
+			assert_equal "$stderr" "whk-endpoint: --header: invalid value for header 'X-Hostile' (a line break or control character)"
+			run --separate-stderr whk-endpoint add "e$k" "$RECEIVER/ok" \
+			    --allow-private --tenant "$v" --filter "$filter" \
+			    --template "$template"
+			hdr='[]'
+		else
+			hdr=$(jq -c -n --arg v "X-Hostile: $v" '[$v]')
+		fi
+		assert_success
+		run whk-endpoint show "e$k" --show-secret
+		assert_equal "$(jq -c '[.tenant, .filter, .template, .headers]' <<<"$output")" \
+		    "$(jq -c -n --arg t "$v" --arg f "$filter" --arg p "$template" \
+		    --argjson h "$hdr" '[$t, $f, $p, $h]')"
+		# A reason is one line.
+		run --separate-stderr whk-endpoint disable "e$k" --reason "$v"
+		if [ "$v" = $'two\nlines' ]; then
+			assert_failure 2
+			assert_equal "$stderr" "whk-endpoint: --reason: one line of at most 1024 bytes"
+		else
+			assert_success
+			assert_equal "$(jq -r .disabled_reason <<<"$output")" "$v"
+		fi
+		whk-endpoint enable "e$k" >/dev/null
+		# Types are globs without blanks; a schedule is durations.
+		run --separate-stderr whk-endpoint set "e$k" --types "$v"
+		if [ "$status" -eq 0 ]; then
+			assert_equal "$(jq -c .types <<<"$output")" "[$j]"
+			whk-endpoint set "e$k" --types '' >/dev/null
+		else
+			assert_failure 2
+			assert_equal "$stderr" "whk-endpoint: --types: blank or control character in type list '$v'"
+		fi
+		run --separate-stderr whk-endpoint set "e$k" --schedule "$v"
+		assert_failure 2
+		assert_regex "$stderr" '^whk-endpoint: --schedule: '
+		# In a URL, curl's parser refuses what a URL may not hold.
+		url="$RECEIVER/ok?q=$v"
+		run --separate-stderr whk-endpoint set "e$k" --url "$url"
+		if [ "$status" -eq 0 ]; then
+			assert_equal "$(jq -r .url <<<"$output")" "$url"
+		else
+			assert_failure 2
+			assert_equal "$stderr" "whk-endpoint: invalid URL '$url': Bad query"
+		fi
+		# As jq, the value itself is no expression.
+		run --separate-stderr whk-endpoint set "e$k" --filter "$v"
+		assert_failure 2
+		assert_regex "$stderr" "^whk-endpoint: --filter: invalid jq expression '"
+		jq -c -n --arg v "$v" --arg id "m$k" '{id: $id, tenant: $v, note: $v}' >>ev
+		jq -c -n --arg v "$v" --arg id "d$k" '{id: $id, tenant: $v, note: "other"}' >>ev
+	done
+	whk-ingest <ev | whk-batch >recs
+	run --separate-stderr whk-deliver <recs
+	assert_success
+	[ "${#lines[@]}" -eq "$k" ]
+	# Each endpoint got its own event's note, shaped by its template,
+	# and its header, byte for byte.
+	for i in $(seq "$k"); do
+		v=${HOSTILE[$((i - 1))]}
+		id=$(jq -r --arg e "e$i" 'select(.endpoint == $e) | .webhook' recs)
+		r=$(received | jq -c --arg id "$id" 'select(.id == $id)')
+		assert_equal "$(jq -r .body <<<"$r" | jq -c .)" \
+		    "$(jq -c -n --arg v "$v" '{note: $v, tag: $v}')"
+		if [ "$v" != $'two\nlines' ]; then
+			assert_equal "$(jq -r '.headers["x-hostile"]' <<<"$r")" "$v"
+		fi
+	done
+	run sql "SELECT count(*) FROM endpoints; SELECT count(*) FROM events"
+	assert_output "$k"$'\n'$((2 * k))
+	intact
+}
+
+@test "metacharacters: events' keys, types and tenants are stored byte for byte and found by whk-log's filters by their exact value only; jq programs take them as strings" {
+	k=0
+	for v in "${HOSTILE[@]}"; do
+		k=$((k + 1))
+		jq -c -n --arg v "$v" --arg k "$k" '{id: ($k + $v), type: $v, tenant: $v}'
+	done >ev
+	run --separate-stderr whk-ingest <ev
+	assert_success
+	[ "${#lines[@]}" -eq "$k" ]
+	k=0
+	for v in "${HOSTILE[@]}"; do
+		k=$((k + 1))
+		want=$(jq -c -n --arg v "$v" --arg k "$k" '[$k + $v, $v, $v]')
+		for f in "--key $k$v" "--type $v" "--tenant $v"; do
+			run --separate-stderr whk-log events "${f%% *}" "${f#* }" \
+			    --jq '[.key, .type, .tenant]' --format json
+			assert_success
+			assert_equal "$output" "$want"
+		done
+		# Through --jq, as a string in the program.
+		run --separate-stderr whk-log events --jq "select(.tenant == $(json_str "$v")) | .key"
+		assert_success
+		assert_equal "$output" "$(json_str "$k$v")"
+		# As a program, refused.
+		for c in "whk-log events --jq" "whk-ingest --key-from" \
+		    "whk-ingest --require" "whk-ingest --map"; do
+			run --separate-stderr $c "$v" </dev/null
+			assert_failure 2
+			assert_regex "$stderr" "^${c%% *}: ${c##* }: invalid jq expression '"
+		done
+	done
+	# whk-ingest's own jq options, with the values as strings.
+	v=${HOSTILE[1]}
+	run --separate-stderr whk-ingest --key-from "\"k\" + $(json_str "$v")" \
+	    --type-from "$(json_str "$v")" --require ".tenant == $(json_str "$v")" \
+	    --map ". + {m: $(json_str "$v")}" <ev
+	assert_failure 1
+	assert_equal "$stderr" "$(printf 'whk-ingest: line %d: --require is not true\n' 1 3 4 5 6 7 8 9 10)"
+	assert_equal "$(jq -c '[.key, .type]' <<<"$output")" \
+	    "$(jq -c -n --arg v "$v" '["k" + $v, $v]')"
+	run whk-log events --key "k$v" --jq .body.m
+	assert_output "$(json_str "$v")"
+	run sql "SELECT count(*) FROM events"
+	assert_output $((k + 1))
+	intact
+}
+
+@test "metacharacters: hostile ids and times given to whk-log show, whk-retry --now and on stdin name nothing: the exact message, nothing resent; --since, --until, --before refuse them with exit 2" {
+	receiver_start
+	ep a /ok
+	hooks a 1 >recs
+	whk-deliver <recs >/dev/null
+	id=$(jq -r .webhook recs)
+	evt=$(sql "SELECT id FROM events")
+	ids=("${HOSTILE[@]}" "$id' OR '1'='1" "$id%" "${id%?}_" "$id;" "$evt' --")
+	for v in "${ids[@]}"; do
+		run --separate-stderr whk-log show "$v"
+		assert_failure 1
+		assert_output ""
+		assert_equal "$stderr" "whk-log: no event or webhook '$v'"
+		run --separate-stderr whk-retry --now "$v"
+		assert_failure 1
+		assert_output ""
+		assert_equal "$stderr" "whk-retry: no webhook '$v'"
+		for o in --since --until; do
+			run --separate-stderr whk-log webhooks "$o" "$v"
+			assert_failure 2
+			assert_equal "$stderr" "whk-log: $o: '$v' is not a time (Unix seconds, RFC 3339, or a duration ago such as 1h)"
+			run --separate-stderr whk-retry --now "$o" "$v"
+			assert_failure 2
+			assert_equal "$stderr" "whk-retry: $o: '$v' is not a time (Unix seconds, RFC 3339, or a duration ago such as 1h)"
+		done
+		run --separate-stderr whk-log prune --before "$v" --dry-run
+		assert_failure 2
+		assert_equal "$stderr" "whk-log: --before: invalid duration '$v' (use 500ms, 5s, 10m, 2h, 7d)"
+	done
+	# On stdin, as records, with a NUL where JSON allows one.
+	for v in "${ids[@]}" "$id"$'\x01' "$id\\u0000" "\\u0000$id"; do
+		if [[ $v == *'\u0000'* ]]; then
+			printf '{"webhook":"%s"}\n' "$v"
+		else
+			jq -c -n --arg v "$v" '{webhook: $v}'
+		fi
+	done >bad
+	n=$(wc -l <bad)
+	run --separate-stderr whk-retry --now <bad
+	assert_failure 1
+	assert_output ""
+	[ "$(grep -c '^whk-retry: line [0-9]*: ' <<<"$stderr")" -eq "$n" ]
+	run --separate-stderr whk-deliver <bad
+	assert_failure 1
+	assert_output ""
+	[ "$(grep -c '^whk-deliver: line [0-9]*: ' <<<"$stderr")" -eq "$n" ]
+	run sql "SELECT state, attempts, resend, next_at IS NULL FROM webhooks"
+	assert_output "delivered|1|0|1"
+	assert_equal "$(received | wc -l)" 1
+	intact
 }
