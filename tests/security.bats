@@ -854,3 +854,44 @@ release() {
 	assert_equal "$(received | wc -l)" 1
 	intact
 }
+
+@test "metacharacters: a store path with spaces, quotes, a semicolon, \$(...), backticks and a newline is a plain file name to every program; so are names SQLite would read as a URI or as memory" {
+	receiver_start
+	mkdir "we ird"
+	name="a b'c\"d;e\$(touch canary)\`touch canary\`|&"$'\n'"f.db"
+	db="$BATS_TEST_TMPDIR/we ird/$name"
+	whk-endpoint -s "$db" add a "$RECEIVER/ok" --allow-private --tenant a >/dev/null
+	run --separate-stderr eval 'printf "{\"id\":\"1\",\"tenant\":\"a\"}\n" |
+	    whk-ingest -s "$db" | whk-batch -s "$db" | whk-deliver -s "$db"'
+	assert_success
+	assert_equal "$(jq -r .outcome <<<"$output")" delivered
+	run --separate-stderr eval 'WHK_STORE=$db whk-retry --now --endpoint a |
+	    WHK_STORE=$db whk-deliver'
+	assert_success
+	run whk-log -s "$db" attempts --jq .kind
+	assert_output $'"resend"\n"first"'
+	assert_equal "$(cd "we ird" && printf '%s\n' *)" "$name"
+	run mode "$db"
+	assert_output 600
+	run sqlite3 "$db" "SELECT count(*) FROM attempts"
+	assert_output 2
+	[ ! -e "we ird/canary" ]
+	# SQLite reads a name that starts with "file:" as a URI, and
+	# ":memory:" as no file: to whk each is the file of that name.
+	whk-endpoint -s y.db add other https://example.com/ >/dev/null
+	for s in 'file:x.db?mode=memory&cache=shared' ':memory:' 'file:y.db'; do
+		run --separate-stderr whk-endpoint -s "$s" add b https://example.com/
+		assert_success
+		run --separate-stderr whk-endpoint -s "$s" list
+		assert_success
+		assert_equal "$(jq -r .endpoint <<<"$output")" b
+		run sqlite3 "./$s" "SELECT name FROM endpoints"
+		assert_output b
+		run mode "$s"
+		assert_output 600
+	done
+	[ ! -e x.db ]
+	run sqlite3 y.db "SELECT name FROM endpoints"
+	assert_output other
+	WHK_STORE=$db intact
+}
