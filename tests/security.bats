@@ -895,3 +895,43 @@ release() {
 	assert_output other
 	WHK_STORE=$db intact
 }
+
+# controls FILE: the lines of FILE that hold a terminal control: a C0
+# control other than tab and newline, DEL, or a C1 control (UTF-8).
+controls() {
+	LC_ALL=C grep -naP '[\x00-\x08\x0b-\x1f\x7f]|\xc2[\x80-\x9f]' "$1"
+}
+
+@test "metacharacters: terminal controls in events and in receivers' answers are shown escaped by whk-log, never sent to the terminal" {
+	esc=$'\e]0;owned\a\e[2J\e[31m\x7f\xc2\x9b1m'
+	py_server '' "answer $esc"
+	whk-endpoint add t "$PYSRV/200" --allow-private --tenant "t" >/dev/null
+	jq -c -n --arg v "$esc" '{id: ("k" + $v), type: ("y" + $v), tenant: "t", note: $v}' |
+	    whk-ingest | whk-batch | whk-deliver >/dev/null
+	[ "$(sql "SELECT count(*) FROM attempts WHERE outcome = 'delivered'")" -eq 1 ]
+	sql "SELECT response FROM attempts" | grep -qF "$esc"
+	id=$(sql "SELECT id FROM webhooks")
+	evt=$(sql "SELECT id FROM events")
+	: >all.out
+	for l in events webhooks attempts; do
+		all whk-log "$l" --format table
+		all whk-log "$l" --format tsv
+		all on_tty whk-log "$l"
+	done
+	for i in "$id" "$evt"; do
+		all whk-log show --format table "$i"
+		all on_tty whk-log show "$i"
+	done
+	[ "$(wc -l <all.out)" -gt 20 ]
+	run controls all.out
+	assert_failure 1
+	assert_output ""
+	# What stands in their place.
+	run whk-log events --format tsv
+	assert_line --index 1 --partial $'\tk\\x1b]0;owned\\x07\\x1b[2J\\x1b[31m\\x7f\\u009b1m\ty\\x1b]0;owned'
+	run whk-log show --format table "$id"
+	assert_line --partial 'answer \x1b]0;owned\x07\x1b[2J\x1b[31m\x7f\u009b1m'
+	# In JSON they are JSON's escapes, as ever.
+	run eval "whk-log show $id | jq '.attempts[0].response'"
+	assert_output "$(json_str "answer $esc")"
+}
