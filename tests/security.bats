@@ -66,6 +66,14 @@ try_start() {
 	esac
 }
 
+# jq_leak: under LeakSanitizer, libjq 1.6's own leak when it fails to
+# compile an unterminated string (its lexer's partial token, 21 bytes) is
+# not reported; prefixed to the commands that give jq such a program.
+jq_leak() {
+	printf 'leak:libjq.so\n' >"$BATS_TEST_TMPDIR/lsan.supp"
+	LSAN_OPTIONS="suppressions=$BATS_TEST_TMPDIR/lsan.supp:print_suppressions=0" "$@"
+}
+
 # expect STATUS STDERR [STDOUT]: what try should add to got, added to want.
 expect() {
 	printf '%s|%s|%s\n' "$1" "$2" "${3:-}" >>want
@@ -771,7 +779,7 @@ release() {
 		try_start "whk-endpoint: --schedule: " whk-endpoint set "r$k" --schedule "$v"
 		expect 2 "whk-endpoint: --schedule: ..."
 		p="whk-endpoint: --filter: invalid jq expression '$v': "
-		try_start "$p" whk-endpoint set "r$k" --filter "$v"
+		jq_leak try_start "$p" whk-endpoint set "r$k" --filter "$v"
 		expect 2 "$p..."
 	done
 	tried
@@ -839,7 +847,7 @@ release() {
 		# As a program, refused (by one program or another).
 		c=${jqs[$((k % 4))]}
 		p="${c%% *}: ${c##* }: invalid jq expression '$v': "
-		try_start "$p" $c "$v" </dev/null
+		jq_leak try_start "$p" $c "$v" </dev/null
 		expect 2 "$p..."
 	done
 	tried
