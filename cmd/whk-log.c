@@ -216,13 +216,52 @@ json_row(struct whk_buf *b, const struct whk_col *cols, int n)
 	whk_buf_puts(b, "}");
 }
 
+/*
+ * Text for a terminal, on one line: tab, newline, carriage return and
+ * backslash as \t \n \r \\, any other control (C0, DEL, C1 in UTF-8) as
+ * \xNN or \u00NN, so that no event and no receiver's answer can send the
+ * terminal a control sequence.  out holds at least 6 * n bytes; returns
+ * the length written.
+ */
+static size_t
+escape(char *out, const char *v, size_t n)
+{
+	static const char hex[] = "0123456789abcdef";
+	char *p = out;
+	size_t i;
+
+	for (i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)v[i];
+
+		if (c == '\t' || c == '\n' || c == '\r' || c == '\\') {
+			*p++ = '\\';
+			*p++ = c == '\t' ? 't' : c == '\n' ? 'n' :
+			    c == '\r' ? 'r' : '\\';
+		} else if (c < 0x20 || c == 0x7f) {
+			*p++ = '\\';
+			*p++ = 'x';
+			*p++ = hex[c >> 4];
+			*p++ = hex[c & 15];
+		} else if (c == 0xc2 && i + 1 < n &&
+		    (unsigned char)v[i + 1] >= 0x80 &&
+		    (unsigned char)v[i + 1] <= 0x9f) {
+			c = (unsigned char)v[++i];
+			memcpy(p, "\\u00", 4);
+			p += 4;
+			*p++ = hex[c >> 4];
+			*p++ = hex[c & 15];
+		} else
+			*p++ = (char)c;
+	}
+	return (size_t)(p - out);
+}
+
 /* One column's value as a table or TSV cell: plain text, one line. */
 static char *
 cell(const struct whk_col *c, int tsv)
 {
 	char t[64], *s, *p;
-	size_t i, n;
-	const char *v;
+	size_t n;
 
 	if (c->type == WHK_COL_NULL)
 		return strdup(tsv ? "" : "-");
@@ -240,21 +279,12 @@ cell(const struct whk_col *c, int tsv)
 		snprintf(t, sizeof(t), "%.2f", c->r);
 		return strdup(t);
 	}
-	v = c->s;
 	n = c->len;
 	if (!tsv && n > CELL_MAX)
 		n = CELL_MAX;
-	if ((s = p = malloc(2 * n + 4)) == NULL)
+	if ((s = malloc(6 * n + 4)) == NULL)
 		return NULL;
-	for (i = 0; i < n; i++) {
-		if (v[i] == '\t' || v[i] == '\n' || v[i] == '\r' ||
-		    v[i] == '\\') {
-			*p++ = '\\';
-			*p++ = v[i] == '\t' ? 't' : v[i] == '\n' ? 'n' :
-			    v[i] == '\r' ? 'r' : '\\';
-		} else
-			*p++ = v[i];
-	}
+	p = s + escape(s, c->s, n);
 	if (n < c->len)
 		*p++ = '~';	/* cut short */
 	*p = '\0';
@@ -663,9 +693,17 @@ show(struct logger *l, const char *id, struct whk_err *err)
 	if (show_list(&s, "events", "event ids", &q, show_id, err) == -1 ||
 	    whk_store_webhook_body(l->store, w.seq, &body, err) == -1)
 		return -1;
-	if (s.text)
-		whk_buf_printf(&l->out, "%-13s %.*s\n", "body", (int)body.len,
-		    body.data ? body.data : "");
+	if (s.text) {
+		char *t;
+
+		if ((t = malloc(6 * body.len + 1)) == NULL) {
+			whk_buf_free(&body);
+			return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		}
+		whk_buf_printf(&l->out, "%-13s %.*s\n", "body",
+		    (int)escape(t, body.data ? body.data : "", body.len), t);
+		free(t);
+	}
 	else if (body.len > 0) {
 		whk_buf_puts(&l->out, ",\"body\":");
 		whk_buf_add(&l->out, body.data, body.len);

@@ -500,9 +500,13 @@ resend(struct retry *r, char **ids, int nids, struct whk_err *err)
 
 	if (whk_store_begin(r->store, err) == -1)
 		return -1;
-	for (k = 0; k < nids; k++)
-		if (select_one(0, ids[k], r) == -1)
+	for (k = 0; k < nids; k++) {
+		/* Longer than any id, it names none (not its first bytes). */
+		if (strlen(ids[k]) >= WHK_ID_LEN)
+			reject(r, "no webhook '%s'", ids[k]);
+		else if (select_one(0, ids[k], r) == -1)
 			goto nomem;
+	}
 	if (nids == 0 && r->ndue == 0 && r->filtered &&
 	    whk_store_webhooks_select(r->store, &r->sel, select_one, r,
 	    err) == -1)

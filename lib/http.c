@@ -96,33 +96,77 @@ struct whk_http {
 	struct whk_http_req *done;	/* finished, not yet taken */
 };
 
-/* Connected to an address a request may not reach: say which, refuse. */
+/* An address a request may not reach: say which, and refuse. */
+static int
+refuse(struct whk_http_req *r, const struct sockaddr *sa)
+{
+	char host[INET6_ADDRSTRLEN] = "?";
+
+	if (r->allow_private || !whk_sockaddr_private(sa))
+		return 0;
+	if (sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)
+		    (const void *)sa)->sin_addr, host, sizeof(host));
+	else if (sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)
+		    (const void *)sa)->sin6_addr, host, sizeof(host));
+	snprintf(r->error, sizeof(r->error), "refused to connect to "
+	    "%s: a private, loopback or link-local address (the "
+	    "endpoint needs --allow-private)", host);
+	r->refused = 1;
+	return 1;
+}
+
 static curl_socket_t
 open_socket(void *arg, curlsocktype purpose, struct curl_sockaddr *a)
 {
 	struct whk_http_req *r = arg;
-	char host[INET6_ADDRSTRLEN] = "?";
 
 	(void)purpose;
-	if (!r->allow_private && whk_sockaddr_private(&a->addr)) {
-		if (a->addr.sa_family == AF_INET)
-			inet_ntop(AF_INET, &((struct sockaddr_in *)
-			    (void *)&a->addr)->sin_addr, host, sizeof(host));
-		else if (a->addr.sa_family == AF_INET6)
-			inet_ntop(AF_INET6, &((struct sockaddr_in6 *)
-			    (void *)&a->addr)->sin6_addr, host, sizeof(host));
-		snprintf(r->error, sizeof(r->error), "refused to connect to "
-		    "%s: a private, loopback or link-local address (the "
-		    "endpoint needs --allow-private)", host);
-		r->refused = 1;
+	if (refuse(r, &a->addr))
 		return CURL_SOCKET_BAD;
-	}
 	/* Another address of the name may do: forget a refusal. */
 	if (r->refused) {
 		r->refused = 0;
 		r->error[0] = '\0';
 	}
 	return socket(a->family, a->socktype, a->protocol);
+}
+
+/*
+ * A request may go out on a connection kept from another endpoint's
+ * request to the same host and port, one that was allowed a private
+ * address: open_socket() never sees it, so the address is checked
+ * again here, before anything is sent, whether the connection is new
+ * or reused.
+ */
+static int
+pre_request(void *arg, char *remote, char *local, int rport, int lport)
+{
+	struct whk_http_req *r = arg;
+	struct sockaddr_in v4;
+	struct sockaddr_in6 v6;
+
+	(void)local;
+	(void)rport;
+	(void)lport;
+	memset(&v4, 0, sizeof(v4));
+	memset(&v6, 0, sizeof(v6));
+	if (inet_pton(AF_INET, remote, &v4.sin_addr) == 1) {
+		v4.sin_family = AF_INET;
+		if (refuse(r, (struct sockaddr *)&v4))
+			return CURL_PREREQFUNC_ABORT;
+	} else if (inet_pton(AF_INET6, remote, &v6.sin6_addr) == 1) {
+		v6.sin6_family = AF_INET6;
+		if (refuse(r, (struct sockaddr *)&v6))
+			return CURL_PREREQFUNC_ABORT;
+	} else if (!r->allow_private) {
+		snprintf(r->error, sizeof(r->error), "refused to send: "
+		    "connected to an unknown address '%.64s'", remote);
+		r->refused = 1;
+		return CURL_PREREQFUNC_ABORT;
+	}
+	return CURL_PREREQFUNC_OK;
 }
 
 static size_t
@@ -209,6 +253,7 @@ whk_http_start(struct whk_http *h, struct whk_http_req *r,
 		curl_easy_setopt(c, CURLOPT_HTTP_VERSION,
 		    (long)CURL_HTTP_VERSION_2TLS);
 		curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
+		curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, pre_request);
 		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
 	}
 	for (i = 0; i < r->nheaders; i++) {
@@ -231,6 +276,7 @@ whk_http_start(struct whk_http *h, struct whk_http_req *r,
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS,
 	    (long)r->connect_timeout_ms);
 	curl_easy_setopt(c, CURLOPT_OPENSOCKETDATA, r);
+	curl_easy_setopt(c, CURLOPT_PREREQDATA, r);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, r);
 	curl_easy_setopt(c, CURLOPT_PRIVATE, r);
 	r->errbuf[0] = '\0';

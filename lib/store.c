@@ -653,8 +653,22 @@ whk_store_open(const char *path, struct whk_err *err)
 		    strerror(errno));
 		goto fail;
 	}
-	rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE |
-	    SQLITE_OPEN_NOMUTEX, NULL);
+	/*
+	 * SQLite reads a name that starts with "file:" as a URI (whose
+	 * parameters could make the store a memory one, or unlocked) and
+	 * ":memory:" as no file: a relative name is given to it as "./name",
+	 * the file that open() above made.
+	 */
+	if (*path == '/')
+		rc = sqlite3_open_v2(path, &s->db, SQLITE_OPEN_READWRITE |
+		    SQLITE_OPEN_NOMUTEX, NULL);
+	else {
+		char *rel = sqlite3_mprintf("./%s", path);
+
+		rc = rel == NULL ? SQLITE_NOMEM : sqlite3_open_v2(rel, &s->db,
+		    SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
+		sqlite3_free(rel);
+	}
 	if (rc != SQLITE_OK) {
 		fail(s, err, rc, "cannot open");
 		goto fail;
