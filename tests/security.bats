@@ -192,7 +192,8 @@ on_tty() {
 py_server() {
 	local dir="$BATS_TEST_TMPDIR/pysrv" i
 	mkdir -p "$dir" && : >"$dir/log"
-	py -c '
+	# exec: $! is then Python's own pid, which receivers_stop stops.
+	(exec python3 -c '
 import http.server, os, sys
 header, body, dir = sys.argv[1], os.fsencode(sys.argv[2]), sys.argv[3]
 class H(http.server.BaseHTTPRequestHandler):
@@ -213,7 +214,7 @@ s = http.server.ThreadingHTTPServer(("127.0.0.1", 0), H)
 with open(dir + "/port.tmp", "w") as f:
     f.write("%d\n" % s.server_address[1])
 os.rename(dir + "/port.tmp", dir + "/port")
-s.serve_forever()' "$1" "$2" "$dir" </dev/null >"$dir/stderr" 2>&1 3>&- &
+s.serve_forever()' "$1" "$2" "$dir") </dev/null >"$dir/stderr" 2>&1 3>&- &
 	echo $! >>"$BATS_TEST_TMPDIR/receivers"
 	for i in $(seq 200); do
 		[ -s "$dir/port" ] && break
