@@ -1,0 +1,58 @@
+#!/usr/bin/env bats
+# The fuzz targets of tests/fuzz/ replayed on their corpora, without
+# libFuzzer: every saved input keeps every property its target checks.
+# (make fuzz runs them under libFuzzer to find new inputs.)  Then what
+# the targets found, as the programs show it.
+
+load helpers
+
+CORPUS="$BATS_TEST_DIRNAME/fuzz/corpus"
+
+# replay TARGET: bin/fuzz-TARGET on its whole corpus, which is a few
+# dozen files at least, every one of them replayed.
+replay() {
+	local n
+	n=$(find "$CORPUS/$1" -type f | wc -l)
+	[ "$n" -ge 24 ]
+	run "fuzz-$1" "$CORPUS/$1"
+	assert_success
+	assert_output "fuzz-$1: $n inputs replayed"
+}
+
+@test "the ingest corpus keeps its properties: lines, checks and fields as whk-ingest(1) says, under five sets of options" {
+	replay ingest
+}
+
+@test "the duration corpus keeps its properties: durations, times, WHK_NOW, sizes and schedules as the manuals say" {
+	replay duration
+}
+
+@test "a bug put in on purpose fails the ingest replay: a type read one byte short" {
+	run fuzz-ingest "$CORPUS/ingest/event"
+	assert_success
+	WHK_FUZZ_BREAK=1 run fuzz-ingest "$CORPUS/ingest/event"
+	assert_failure 134
+	assert_line --index 0 --regexp "^fuzz-ingest: property violated \(ingest.c:[0-9]+, options 0\): the type is 'order.create', not 'order.created'$"
+	assert_line --index 1 --partial 'line: {"id":"ev-1","type":"order.created",'
+}
+
+@test "a bug put in on purpose fails the duration replay: a duration read 1 ms long" {
+	run fuzz-duration "$CORPUS/duration/ms"
+	assert_success
+	WHK_FUZZ_BREAK=1 run fuzz-duration "$CORPUS/duration/ms"
+	assert_failure 134
+	assert_line --index 0 --regexp "^fuzz-duration: property violated \(duration.c:[0-9]+\): whk_parse_duration read 501 ms, not 500$"
+	assert_line --index 1 "argument: 500ms"
+}
+
+@test "the replay fails on an input it cannot read, and on none at all" {
+	mkdir empty
+	run fuzz-ingest empty
+	assert_failure 1
+	assert_output "fuzz-ingest: 0 inputs replayed
+fuzz-ingest: no inputs"
+	run fuzz-duration "$CORPUS/duration/ms" missing
+	assert_failure 1
+	assert_output "fuzz-duration: cannot read 'missing': No such file or directory
+fuzz-duration: 1 inputs replayed"
+}
