@@ -56,3 +56,26 @@ fuzz-ingest: no inputs"
 	assert_output "fuzz-duration: cannot read 'missing': No such file or directory
 fuzz-duration: 1 inputs replayed"
 }
+
+# --- what the targets found, as the programs show it ----------------------
+
+# nest N: a line of N objects one in another, {"a":{"a":...{}...}}.
+nest() {
+	awk -v n="$1" 'BEGIN {
+		for (i = 1; i < n; i++) printf "{\"a\":"
+		printf "{}"
+		for (i = 1; i < n; i++) printf "}"
+		print ""
+	}'
+}
+
+@test "whk-ingest passes only what jq 1.6 can parse, counting levels as jq does: 128 objects one in another pass, 129 do not" {
+	{ nest 128; nest 129; } >in
+	run sh -c 'whk-ingest in 2>&1 >/dev/null'
+	assert_output "whk-ingest: in: line 2: nested deeper than 256 levels"
+	# With --type-from, jq parses every line: it takes what was passed.
+	run sh -c 'whk-ingest --type-from .type in 2>&1 >/dev/null'
+	assert_output "whk-ingest: in: line 2: nested deeper than 256 levels"
+	run sql "select count(*), count(distinct body) from events"
+	assert_output "2|1"
+}
