@@ -574,7 +574,8 @@ field_text(jv v, const char *what, int numbers_ok, char **out,
 			return whk_error(err, WHK_EXIT_PARTIAL,
 			    "%s must be a string", what);
 		}
-		if (fabs(jv_number_value(v)) > 9007199254740992.0) {
+		/* 2^53 itself: 2^53 + 1 is read as 2^53 too. */
+		if (fabs(jv_number_value(v)) >= 9007199254740992.0) {
 			jv_free(v);
 			return whk_error(err, WHK_EXIT_PARTIAL, "%s is a number "
 			    "too large to keep exactly; send it as a string",

@@ -79,3 +79,16 @@ nest() {
 	run sql "select count(*), count(distinct body) from events"
 	assert_output "2|1"
 }
+
+@test "whk-ingest refuses a number key of 2^53 or more, which jq would round onto another: 2^53 + 1 is not stored as 2^53" {
+	printf '{"id":%s}\n' 9007199254740991 9007199254740992 \
+	    9007199254740993 9007199254740991.9 >in
+	echo '{"tenant":-9007199254740993}' >>in
+	run sh -c 'whk-ingest in 2>&1 >/dev/null'
+	assert_output "whk-ingest: in: line 2: id is a number too large to keep exactly; send it as a string
+whk-ingest: in: line 3: id is a number too large to keep exactly; send it as a string
+whk-ingest: in: line 4: id is a number too large to keep exactly; send it as a string
+whk-ingest: in: line 5: tenant is a number too large to keep exactly; send it as a string"
+	run sql "select key from events"
+	assert_output 9007199254740991
+}
