@@ -92,3 +92,33 @@ whk-ingest: in: line 5: tenant is a number too large to keep exactly; send it as
 	run sql "select key from events"
 	assert_output 9007199254740991
 }
+
+@test "a time is Unix seconds or RFC 3339 to the letter: no day past its month, no sign or space in a field, no offset past 23:59, digits after a dot" {
+	local t
+	for t in 2026-02-29 2026-02-31 2026-04-31 2026-13-01 2026-+1-01 \
+	    ' 999-01-01' -001-01-01 2026-01-01T10:00:00+99:00 \
+	    2026-01-01T10:00:00.Z 2026-03-01Z 1.7e9 1700000000. \
+	    100000000000000.5; do
+		run whk-log events --since "$t"
+		assert_failure 2
+		assert_output "whk-log: --since: '$t' is not a time (Unix seconds, RFC 3339, or a duration ago such as 1h)"
+		WHK_NOW=$t run whk-log events
+		assert_failure 2
+		assert_output "whk-log: invalid WHK_NOW '$t' (use Unix seconds or RFC 3339)"
+	done
+}
+
+@test "WHK_NOW reads each form of time to the millisecond, leap days and leap seconds included" {
+	local t
+	for t in 2024-02-29T12:00:00.5+01:30 '2026-01-01 10:00:00.123456z' \
+	    2016-12-31T23:59:60Z 2026-01-01 1700000000.1235 0.0005; do
+		echo "{\"id\":\"$t\"}" | WHK_NOW=$t whk-ingest >/dev/null
+	done
+	run sh -c 'whk-log events | tac | jq -r "[.key, .received_at] | @tsv"'
+	assert_output "2024-02-29T12:00:00.5+01:30	2024-02-29T10:30:00.500Z
+2026-01-01 10:00:00.123456z	2026-01-01T10:00:00.123Z
+2016-12-31T23:59:60Z	2017-01-01T00:00:00.000Z
+2026-01-01	2026-01-01T00:00:00.000Z
+1700000000.1235	2023-11-14T22:13:20.124Z
+0.0005	1970-01-01T00:00:00.001Z"
+}
