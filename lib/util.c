@@ -458,9 +458,12 @@ whk_now_init(struct whk_err *err)
 	pinned_now = -1;
 	if (s == NULL || *s == '\0')
 		return 0;
-	if (whk_parse_time(s, &pinned_now, err) == -1)
+	/* Before 1970 cannot be pinned (-1 is "not pinned"), nor be in ids. */
+	if (whk_parse_time(s, &pinned_now, err) == -1 || pinned_now < 0) {
+		pinned_now = -1;
 		return whk_error(err, WHK_EXIT_USAGE,
 		    "invalid WHK_NOW '%s' (use Unix seconds or RFC 3339)", s);
+	}
 	return 0;
 }
 

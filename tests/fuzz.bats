@@ -122,3 +122,12 @@ whk-ingest: in: line 5: tenant is a number too large to keep exactly; send it as
 1700000000.1235	2023-11-14T22:13:20.124Z
 0.0005	1970-01-01T00:00:00.001Z"
 }
+
+@test "WHK_NOW before 1970 is refused, not silently replaced by the clock" {
+	WHK_NOW=1969-12-31T23:59:59.999Z run whk-ingest </dev/null
+	assert_failure 2
+	assert_output "whk-ingest: invalid WHK_NOW '1969-12-31T23:59:59.999Z' (use Unix seconds or RFC 3339)"
+	echo '{}' | WHK_NOW=1970-01-01T00:00:00.001Z whk-ingest >/dev/null
+	run sh -c 'whk-log events | jq -r .received_at'
+	assert_output 1970-01-01T00:00:00.001Z
+}
