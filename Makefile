@@ -34,7 +34,8 @@ OBJDIR	 = build/$(MODE)
 LIBOBJ	 = $(LIBSRC:lib/%.c=$(OBJDIR)/lib/%.o)
 LIBA	 = $(OBJDIR)/libwhk.a
 BINS	 = $(PROGS:%=bin/%)
-TESTBINS = bin/test-receiver bin/bench-curl-multi
+FUZZERS	 = ingest duration
+TESTBINS = bin/test-receiver bin/bench-curl-multi $(FUZZERS:%=bin/fuzz-%)
 MAN1	 = $(PROGS:%=share/man/man1/%.1)
 
 all: $(BINS) $(TESTBINS)
@@ -68,6 +69,31 @@ bin/bench-curl-multi: tests/bench/curl-multi.c $(OBJDIR)/.mode
 	@mkdir -p bin
 	$(CC) $(STD) $(WARN) $(CFLAGS) $(SANFLAGS) -o $@ \
 	    tests/bench/curl-multi.c $(PKG_CFLAGS) -lcurl
+
+# Fuzz targets (tests/fuzz/): replayed on their corpus by make check, and
+# run under libFuzzer by make fuzz, FUZZ_TIME seconds each (needs clang).
+$(FUZZERS:%=bin/fuzz-%): bin/fuzz-%: tests/fuzz/%.c tests/fuzz/replay.c \
+    $(LIBA) $(OBJDIR)/.mode
+	@mkdir -p bin
+	$(CC) $(ALL_CFLAGS) -o $@ tests/fuzz/$*.c tests/fuzz/replay.c \
+	    $(LIBA) -Wl,--as-needed $(LIBS)
+
+FUZZ_CC	  ?= clang
+FUZZ_TIME ?= 60
+FUZZ_FLAGS = -g -O1 -fsanitize=fuzzer,address,undefined \
+	     -fno-sanitize-recover=all -fno-omit-frame-pointer
+
+build/fuzz/fuzz-%: tests/fuzz/%.c $(LIBSRC) lib/whk.h
+	@command -v $(FUZZ_CC) >/dev/null 2>&1 || { \
+	    echo "fuzz: no $(FUZZ_CC): install clang and libFuzzer" \
+		"(Debian: sh tests/deps.sh fuzz, as root), or name" \
+		"another clang with FUZZ_CC=" >&2; exit 1; }
+	@mkdir -p build/fuzz
+	$(FUZZ_CC) $(STD) $(filter-out -Werror,$(WARN)) $(FUZZ_FLAGS) \
+	    $(PKG_CFLAGS) -Ilib -o $@ $< $(LIBSRC) $(LIBS)
+
+fuzz: $(FUZZERS:%=build/fuzz/fuzz-%)
+	@sh tests/fuzz/run.sh $(FUZZ_TIME) $(FUZZERS)
 
 deps:
 	@sh tests/deps.sh
@@ -112,4 +138,4 @@ uninstall:
 clean:
 	rm -rf bin build
 
-.PHONY: all deps check bench demo install uninstall clean
+.PHONY: all deps check bench demo install uninstall clean fuzz

@@ -17,7 +17,7 @@
 
 #include "whk.h"
 
-#define MAX_DEPTH	256	/* jq 1.6's own parser limit */
+#define MAX_DEPTH	256	/* jq 1.6's own parser limit, as it counts */
 #define MAX_FIELD	1024	/* type, tenant and key */
 
 struct whk_jq {
@@ -113,8 +113,11 @@ jq_first(struct whk_jq *q, jv input, jv *out, struct whk_err *err)
 
 /*
  * The strict validator: RFC 8259 JSON, one value per line, no deeper than
- * MAX_DEPTH.  It builds nothing; on the way it notes where the top-level
- * "type", "tenant" and "id" are, so the common case needs no jv tree.
+ * MAX_DEPTH, counting as jq 1.6 does the arrays, the objects and the
+ * object members open, so that jq can parse whatever it passes (an
+ * object in an object is two levels deeper).  It builds nothing; on the
+ * way it notes where the top-level "type", "tenant" and "id" are, so the
+ * common case needs no jv tree.
  */
 struct span {
 	const char	*p;	/* NULL when absent */
@@ -337,8 +340,11 @@ scan_object(struct scan *sc, int top)
 		field = top ? top_field(sc, &key) : NULL;
 		val.p = sc->p;
 		val.kind = sc->p < sc->end ? *sc->p : '\0';
+		/* jq keeps the name on its stack: a level of its own. */
+		sc->depth++;
 		if (scan_value(sc, field ? &val : NULL) == -1)
 			return -1;
+		sc->depth--;
 		if (field) {
 			if (val.kind != '"') {
 				val.n = (size_t)(sc->p - val.p);
@@ -568,7 +574,8 @@ field_text(jv v, const char *what, int numbers_ok, char **out,
 			return whk_error(err, WHK_EXIT_PARTIAL,
 			    "%s must be a string", what);
 		}
-		if (fabs(jv_number_value(v)) > 9007199254740992.0) {
+		/* 2^53 itself: 2^53 + 1 is read as 2^53 too. */
+		if (fabs(jv_number_value(v)) >= 9007199254740992.0) {
 			jv_free(v);
 			return whk_error(err, WHK_EXIT_PARTIAL, "%s is a number "
 			    "too large to keep exactly; send it as a string",
@@ -1302,8 +1309,10 @@ member(struct scan *sc, const char *name, size_t n, struct span *v)
 		ws(sc);
 		val.p = sc->p;
 		val.kind = sc->p < sc->end ? *sc->p : '\0';
+		sc->depth++;		/* as in scan_object */
 		if (scan_value(sc, &val) == -1)
 			return -1;
+		sc->depth--;
 		if (key.n == n && memcmp(key.p, name, n) == 0) {
 			if (val.kind != '"') {
 				val.n = (size_t)(sc->p - val.p);

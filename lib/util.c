@@ -310,64 +310,104 @@ days_from_civil(int64_t y, int64_t m, int64_t d)
 	return era * 146097 + doe - 719468;
 }
 
+/* The n characters at s as a decimal number; -1 unless all are digits. */
+static int
+digits(const char *s, int n)
+{
+	int i, v = 0;
+
+	for (i = 0; i < n; i++) {
+		if (!isdigit((unsigned char)s[i]))
+			return -1;
+		v = v * 10 + (s[i] - '0');
+	}
+	return v;
+}
+
 /*
- * Times: Unix seconds (with an optional fraction), RFC 3339
- * ("2026-11-23T10:00:00Z", an offset, or a date alone), or, for --since
- * and friends, a duration meaning that long ago.
+ * Times: Unix seconds (with an optional fraction, to the nearest ms),
+ * RFC 3339 ("2026-11-23T10:00:00Z", an offset, or a date alone), or, for
+ * --since and friends, a duration meaning that long ago.  Each field is
+ * read digit by digit: strtod(3) and scanf(3) would take "1e9", "+1" or
+ * " 1", and a day past the end of its month is refused rather than
+ * carried into the next.
  */
 int
 whk_parse_time(const char *s, int64_t *ms, struct whk_err *err)
 {
-	int y, mo, d, h = 0, mi = 0, sec = 0, n = 0, oh, om;
-	const char *p;
-	int64_t frac = 0, t;
+	static const int mdays[] =
+	    { 31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31 };
+	int y, mo, d, h = 0, mi = 0, sec = 0, oh, om, i;
+	const char *p, *q, *f;
+	int64_t frac = 0, t = 0;
 
-	if (*s == '\0')
-		goto bad;
 	for (p = s; isdigit((unsigned char)*p); p++)
 		;
 	if (p != s && (*p == '\0' || *p == '.')) {
-		char *end;
-		double v;
-
-		errno = 0;
-		v = strtod(s, &end);
-		if (errno || *end != '\0' || v > 1e14)
+		/* At most 10^14 s: 15 digits once leading zeros are gone. */
+		for (q = s; *q == '0' && q + 1 < p; q++)
+			;
+		if (p - q > 15)
 			goto bad;
-		*ms = (int64_t)(v * 1000.0 + 0.5);
+		for (; q < p; q++)
+			t = t * 10 + (*q - '0');
+		if (*p == '.') {
+			for (f = ++p; isdigit((unsigned char)*p); p++)
+				;
+			if (p == f || *p != '\0')
+				goto bad;
+			for (i = 0; i < 3; i++)
+				frac = frac * 10 + (f + i < p ? f[i] - '0' : 0);
+			if (p - f > 3 && f[3] >= '5')
+				frac++;
+			if (t == 100000000000000LL &&
+			    strspn(f, "0") != (size_t)(p - f))
+				goto bad;
+		}
+		if (t > 100000000000000LL)
+			goto bad;
+		*ms = t * 1000 + frac;
 		return 0;
 	}
-	if (sscanf(s, "%4d-%2d-%2d%n", &y, &mo, &d, &n) != 3 || n != 10)
+	if ((y = digits(s, 4)) == -1 || s[4] != '-' ||
+	    (mo = digits(s + 5, 2)) == -1 || s[7] != '-' ||
+	    (d = digits(s + 8, 2)) == -1)
 		goto bad;
-	if (mo < 1 || mo > 12 || d < 1 || d > 31)
+	if (mo < 1 || mo > 12 || d < 1 || d > mdays[mo - 1] ||
+	    (mo == 2 && d == 29 &&
+	    !(y % 4 == 0 && (y % 100 != 0 || y % 400 == 0))))
 		goto bad;
 	p = s + 10;
 	if (*p == 'T' || *p == 't' || *p == ' ') {
-		if (sscanf(p + 1, "%2d:%2d:%2d%n", &h, &mi, &sec, &n) != 3 ||
-		    n != 8 || h > 23 || mi > 59 || sec > 60)
+		if ((h = digits(p + 1, 2)) == -1 || p[3] != ':' ||
+		    (mi = digits(p + 4, 2)) == -1 || p[6] != ':' ||
+		    (sec = digits(p + 7, 2)) == -1 ||
+		    h > 23 || mi > 59 || sec > 60)
 			goto bad;
 		p += 9;
 		if (*p == '.') {
-			int digits = 0;
-
-			for (p++; isdigit((unsigned char)*p); p++)
-				if (digits++ < 3)
+			for (f = ++p; isdigit((unsigned char)*p); p++)
+				if (p - f < 3)
 					frac = frac * 10 + (*p - '0');
-			while (digits > 0 && digits < 3)
-				frac *= 10, digits++;
+			if (p == f)
+				goto bad;
+			for (i = (int)(p - f); i < 3; i++)
+				frac *= 10;
 		}
-	}
-	t = (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + sec) *
-	    1000 + frac;
-	if (*p == 'Z' || *p == 'z')
-		p++;
-	else if ((*p == '+' || *p == '-') &&
-	    sscanf(p + 1, "%2d:%2d%n", &oh, &om, &n) == 2 && n == 5) {
-		int64_t off = ((int64_t)oh * 60 + om) * 60000;
-
-		t += *p == '+' ? -off : off;
-		p += 6;
-	}
+		t = (days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 +
+		    sec) * 1000 + frac;
+		if (*p == 'Z' || *p == 'z')
+			p++;
+		else if (*p == '+' || *p == '-') {
+			if ((oh = digits(p + 1, 2)) == -1 || p[3] != ':' ||
+			    (om = digits(p + 4, 2)) == -1 || oh > 23 || om > 59)
+				goto bad;
+			t += (*p == '+' ? -60000 : 60000) *
+			    ((int64_t)oh * 60 + om);
+			p += 6;
+		}
+	} else
+		t = days_from_civil(y, mo, d) * 86400000;
 	if (*p != '\0')
 		goto bad;
 	*ms = t;
@@ -418,9 +458,12 @@ whk_now_init(struct whk_err *err)
 	pinned_now = -1;
 	if (s == NULL || *s == '\0')
 		return 0;
-	if (whk_parse_time(s, &pinned_now, err) == -1)
+	/* Before 1970 cannot be pinned (-1 is "not pinned"), nor be in ids. */
+	if (whk_parse_time(s, &pinned_now, err) == -1 || pinned_now < 0) {
+		pinned_now = -1;
 		return whk_error(err, WHK_EXIT_USAGE,
 		    "invalid WHK_NOW '%s' (use Unix seconds or RFC 3339)", s);
+	}
 	return 0;
 }
 

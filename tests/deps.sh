@@ -1,9 +1,11 @@
 #!/bin/sh
 # Install what whk needs to build and test, when it is missing.
 # As root: apt-get install.  Otherwise: print the command to run.
+# "deps.sh fuzz": what make fuzz needs besides (clang and libFuzzer).
 pkgs="make gcc pkg-config libcurl4-openssl-dev libsqlite3-dev libjq-dev
 libonig-dev libssl-dev sqlite3 bats bats-support bats-assert bats-file
 curl jq time python3 bc mandoc bash-completion zsh fish openssl"
+[ "${1:-}" = fuzz ] && pkgs="$pkgs clang libclang-rt-dev"
 
 command -v dpkg-query >/dev/null 2>&1 || {
 	echo "deps: not a Debian system; install the equivalents of:" $pkgs >&2
