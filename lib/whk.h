@@ -95,6 +95,7 @@ struct whk_lines {
 	size_t	 cap, start, end, scan;
 	size_t	 max;		/* longest line kept */
 	int	 eof;
+	int	 dropping;	/* in an overlong line: dropping its rest */
 	int64_t	 lineno;
 };
 int	 whk_lines_init(struct whk_lines *, int fd, size_t max);
