@@ -24,6 +24,7 @@
 #include "whk.h"
 
 #define FOLLOW_MS	250
+#define FOLLOW_ROWS	1000	/* attempts read at once by follow */
 #define CELL_MAX	48		/* a table cell's width at most */
 #define DAY_MS		(86400LL * 1000)
 
@@ -451,7 +452,12 @@ emit_row(const struct whk_col *cols, int n, void *arg)
 		whk_buf_puts(&l->out, "\n");
 	} else if (table_add(&l->t, cols, n, l->format == F_TSV) == -1)
 		return -1;
-	if (l->out.len > 65536 && flush_out(l) == -1)
+	/*
+	 * Not while following: its reader may be slow, and a write that
+	 * waits for it here would hold the query's snapshot, and with it
+	 * the WAL, which then grows with every commit of every writer.
+	 */
+	if (!l->following && l->out.len > 65536 && flush_out(l) == -1)
 		return -1;
 	return l->out.oom ? -1 : 0;
 }
@@ -1231,6 +1237,7 @@ static int
 follow(struct logger *l, struct whk_log_query *q, struct whk_err *err)
 {
 	struct whk_log_query last = *q;
+	int64_t n;
 
 	/* From now on: the newest attempt so far marks the start. */
 	last.limit = 1;
@@ -1240,10 +1247,13 @@ follow(struct logger *l, struct whk_log_query *q, struct whk_err *err)
 	if (whk_store_log(l->store, &last, seq_only, l, err) == -1)
 		return -1;
 	q->oldest_first = 1;
+	/* A bounded chunk a query, written once the query is over. */
+	q->limit = FOLLOW_ROWS;
 	l->following = 1;
 	while (!stop) {
 		/* 0: there was none at the start, so every one is new. */
 		q->after = l->last_seq;
+		n = l->count;
 		if (whk_store_log(l->store, q, emit_row, l, err) == -1)
 			return -1;
 		if (l->format != F_JSON && !l->jq)
@@ -1251,7 +1261,8 @@ follow(struct logger *l, struct whk_log_query *q, struct whk_err *err)
 		if (flush_out(l) == -1 || fflush(stdout) == EOF)
 			return whk_error(err, WHK_EXIT_SYSTEM, "write error: "
 			    "%s", strerror(errno));
-		if (!stop)
+		/* A full chunk: more may be waiting already. */
+		if (!stop && l->count - n < FOLLOW_ROWS)
 			usleep(FOLLOW_MS * 1000);
 	}
 	return 0;

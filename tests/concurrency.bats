@@ -1,11 +1,21 @@
 #!/usr/bin/env bats
 # Concurrency: programs at once on one store.  The stages that hold the
 # write lock while they read their input: none waits for the rest of a
-# line with the lock held.
+# line with the lock held.  A whk-log -f whose reader is slow: the WAL
+# file stays bounded.
 
 load helpers
 
 bats_require_minimum_version 1.5.0
+
+# The most the -wal file may grow to: 16 MiB.  SQLite checkpoints once the
+# WAL holds 1000 pages (4 MiB of 4 KiB pages), and the next writer starts
+# it again from its beginning once no reader uses an older snapshot; so
+# the file outgrows 4 MiB only by what is committed while readers hold
+# snapshots, a query's length each: 4 to 9 MiB as measured under this
+# suite's load.  One reader that keeps its snapshot makes it grow with
+# every commit instead, steadily: to about 60 MiB in the short form.
+WAL_MAX=$((16 * 1024 * 1024))
 
 # Whatever a failed test left running, then the receivers.
 teardown() {
@@ -19,6 +29,25 @@ teardown() {
 }
 
 # --- helpers of this suite -------------------------------------------------
+
+# bg CMD...: CMD in the background, its own process group (so that
+# teardown can end all of it), its pid in $bgpid.
+bg() {
+	set -m
+	"$@" </dev/null 3>&- &
+	bgpid=$!
+	set +m
+	echo "$bgpid" >>"$BATS_TEST_TMPDIR/bg.pids"
+}
+
+# wal_sizes: until the file stop exists, the size of the store's -wal
+# file, four times a second, one a line in wal.sizes.
+wal_sizes() {
+	while [ ! -e stop ]; do
+		stat -c %s "$WHK_STORE-wal" 2>/dev/null || echo 0
+		sleep 0.25
+	done >wal.sizes
+}
 
 # hold_lock SECONDS: the store's write lock taken by the sqlite3 shell
 # for SECONDS, in the background; returns once it is held.
@@ -95,4 +124,41 @@ hold_lock() {
 	run jq -r '[.webhook, .outcome] | @tsv' out
 	assert_output "$id	delivered"
 	assert_equal "$(cat err)" ""
+}
+
+# --- a follower whose reader stalls ----------------------------------------
+
+@test "whk-log -f whose reader stalls holds no snapshot: the WAL stays bounded; every attempt reaches the reader once it reads again" {
+	receiver_start
+	whk-endpoint add a "$RECEIVER/ok" --allow-private >/dev/null
+	whk-ingest </dev/null
+	# The reader takes nothing until the load is over.
+	{
+		echo "$BASHPID" >follow.pid
+		exec whk-log -f 2>follow.err
+	} | { until [ -e loaded ]; do sleep 0.1; done; cat >followed; } 3>&- &
+	reader=$!
+	until [ -s follow.pid ]; do sleep 0.05; done
+	echo "$(cat follow.pid)" >>bg.pids
+	bg wal_sizes
+	for k in 0 1; do
+		events 5000 $((k * 5000)) | whk-ingest | whk-batch |
+		    whk-deliver >/dev/null
+	done
+	touch loaded
+	for i in $(seq 200); do
+		[ "$(wc -l <followed)" -ge 10000 ] && break
+		sleep 0.1
+	done
+	touch stop
+	kill -TERM "$(cat follow.pid)"
+	wait "$reader"
+	assert_equal "$(cat follow.err)" ""
+	run eval 'jq -r .id followed | diff - <(sql "SELECT id FROM attempts ORDER BY seq")'
+	assert_success
+	walmax=$(sort -n wal.sizes | tail -n 1)
+	if [ "$walmax" -gt "$WAL_MAX" ]; then
+		echo "the WAL grew to $walmax bytes: $(tr '\n' ' ' <wal.sizes)" >&2
+		return 1
+	fi
 }
