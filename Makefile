@@ -102,6 +102,10 @@ check: deps
 	@$(MAKE) --no-print-directory all SAN=$(SAN)
 	@SAN=$(SAN) sh tests/run.sh $(TESTS)
 
+# The same suites, the long forms where they have one (crash, concurrency).
+check-full: ; @WHK_FULL=1 $(MAKE) --no-print-directory check
+.PHONY: check-full
+
 bench: deps all
 	@sh tests/bench/run.sh
 
