@@ -201,25 +201,6 @@ reconcile() {
 	return 1
 }
 
-# matching: for the event keys on stdin (ev-N), each "ENDPOINT KEY" pair
-# the endpoints should get by their rules (a: all; b: order N divisible
-# by 3; c: tenant t2, N % 7 == 2), worked out here, not by whk-batch.
-matching() {
-	awk '{ n = substr($1, 4) + 0; print "a " $1
-		if (n % 3 == 0) print "b " $1
-		if (n % 7 == 2) print "c " $1 }' | sort -u
-}
-
-# received_pairs: from the receiver's log, "ENDPOINT KEY WEBHOOK" for
-# each event of each body answered 2xx (the endpoint by the to= of its
-# URL; a body is one event or an array of them).
-received_pairs() {
-	received | jq -r 'select(.status >= 200 and .status < 300) |
-	    (.path | capture("to=(?<e>[a-z])").e) as $e | .id as $w |
-	    .body | fromjson | (if type == "array" then .[] else . end) |
-	    "\($e) \(.id) \($w)"' | sort -u
-}
-
 # hold_lock SECONDS: the store's write lock taken by the sqlite3 shell
 # for SECONDS, in the background; returns once it is held.
 hold_lock() {

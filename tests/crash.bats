@@ -211,26 +211,6 @@ reconcile() {
 	return 1
 }
 
-# matching: for the event keys on stdin (ev-N), each "ENDPOINT KEY" pair
-# the endpoints below should get, by the rules they were given (a: all;
-# b: order N divisible by 3; c: tenant t2, N % 7 == 2), worked out here
-# rather than by whk-batch.
-matching() {
-	awk '{ n = substr($1, 4) + 0; print "a " $1
-		if (n % 3 == 0) print "b " $1
-		if (n % 7 == 2) print "c " $1 }' | sort -u
-}
-
-# received_pairs: from the receiver's log, "ENDPOINT KEY WEBHOOK" for
-# each event of each body answered 2xx (the endpoint by the to= of its
-# URL; a body is one event or an array of them).
-received_pairs() {
-	received | jq -r 'select(.status >= 200 and .status < 300) |
-	    (.path | capture("to=(?<e>[a-z])").e) as $e | .id as $w |
-	    .body | fromjson | (if type == "array" then .[] else . end) |
-	    "\($e) \(.id) \($w)"' | sort -u
-}
-
 @test "SIGKILL at random moments to whk-ingest, whk-batch, whk-deliver and whk-retry: after the reconciliation every stored event reached every matching endpoint, nothing printed is lost, no webhook was sent twice at once, the store is intact" {
 	if [ "${WHK_FULL:-0}" = 1 ]; then
 		total=20000 rounds=20

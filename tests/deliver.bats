@@ -8,11 +8,6 @@ bats_require_minimum_version 1.5.0
 
 # --- helpers of this suite -------------------------------------------------
 
-# line_of NAME: the printed record(s) of endpoint NAME in $output.
-line_of() {
-	jq -c --arg e "$1" 'select(.endpoint == $e)' <<<"$output"
-}
-
 # attempts_of NAME: endpoint NAME's attempts, oldest first, as
 # "n|kind|status|outcome|error".
 attempts_of() {
@@ -77,14 +72,6 @@ for line in sys.stdin:
 print("\n".join(bad) if bad else "%d ok" % n)' "$WHK_STORE"
 }
 
-# free_port: a loopback TCP port nobody listens on.
-free_port() {
-	py -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
 # wait_sql QUERY VALUE: wait up to 10 s until QUERY answers VALUE.
 wait_sql() {
 	local i
@@ -94,12 +81,6 @@ wait_sql() {
 	done
 	echo "'$1' is '$(sql "$1")', not '$2'" >&2
 	return 1
-}
-
-# leased: how many webhooks hold a lease.
-leased() {
-	sql "SELECT count(*) FROM webhooks WHERE lease_until IS NOT NULL
-	    OR lease_owner IS NOT NULL"
 }
 
 # --- interface -------------------------------------------------------------

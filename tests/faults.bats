@@ -16,25 +16,6 @@ teardown() {
 	receivers_stop
 }
 
-# line_of NAME: the printed record(s) of endpoint NAME in $output.
-line_of() {
-	jq -c --arg e "$1" 'select(.endpoint == $e)' <<<"$output"
-}
-
-# leased: how many webhooks hold a lease.
-leased() {
-	sql "SELECT count(*) FROM webhooks WHERE lease_until IS NOT NULL
-	    OR lease_owner IS NOT NULL"
-}
-
-# free_port: a loopback TCP port nobody listens on.
-free_port() {
-	py -c 'import socket
-s = socket.socket()
-s.bind(("127.0.0.1", 0))
-print(s.getsockname()[1])'
-}
-
 # at NAME URL [OPTIONS...]: an endpoint at URL, whatever its host, that
 # gets the events of tenant NAME.
 at() {

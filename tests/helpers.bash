@@ -139,6 +139,48 @@ teardown() {
 
 # --- shared by the suites that deliver -----------------------------------
 
+# line_of NAME: the printed record(s) of endpoint NAME in $output.
+line_of() {
+	jq -c --arg e "$1" 'select(.endpoint == $e)' <<<"$output"
+}
+
+# leased: how many webhooks hold a lease.
+leased() {
+	sql "SELECT count(*) FROM webhooks WHERE lease_until IS NOT NULL
+	    OR lease_owner IS NOT NULL"
+}
+
+# free_port: a loopback TCP port nobody listens on.
+free_port() {
+	py -c 'import socket
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+print(s.getsockname()[1])'
+}
+
+# The crash and concurrency suites' endpoints a, b and c (URLs ending in
+# to=a, to=b, to=c) and the events of events(): who should get what, and
+# who got what.
+
+# matching: for the event keys on stdin (ev-N), each "ENDPOINT KEY" pair
+# the endpoints should get by their rules (a: all; b: order N divisible
+# by 3; c: tenant t2, N % 7 == 2), worked out here, not by whk-batch.
+matching() {
+	awk '{ n = substr($1, 4) + 0; print "a " $1
+		if (n % 3 == 0) print "b " $1
+		if (n % 7 == 2) print "c " $1 }' | sort -u
+}
+
+# received_pairs: from the receiver's log, "ENDPOINT KEY WEBHOOK" for
+# each event of each body answered 2xx (the endpoint by the to= of its
+# URL; a body is one event or an array of them).
+received_pairs() {
+	received | jq -r 'select(.status >= 200 and .status < 300) |
+	    (.path | capture("to=(?<e>[a-z])").e) as $e | .id as $w |
+	    .body | fromjson | (if type == "array" then .[] else . end) |
+	    "\($e) \(.id) \($w)"' | sort -u
+}
+
 # secret_of [N]: "whsec_" and the base64 of N (32) random bytes.
 secret_of() {
 	printf 'whsec_%s' "$(head -c "${1:-32}" /dev/urandom | base64 -w0)"
