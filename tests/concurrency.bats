@@ -150,21 +150,6 @@ wal_sizes() {
 	done >wal.sizes
 }
 
-# wait_st FILE... : wait up to 300 s until each FILE exists.
-wait_st() {
-	local i f n
-	for i in $(seq 3000); do
-		n=0
-		for f in "$@"; do
-			[ -e "$f" ] && n=$((n + 1))
-		done
-		[ "$n" -eq $# ] && return 0
-		sleep 0.1
-	done
-	echo "not done after 300 s: $*" >&2
-	return 1
-}
-
 # reconcile: the reconciliation, each run an hour later by WHK_NOW (past
 # the leases, hand-outs and the retry schedule), until nothing is left;
 # 20 runs at most, their number in $loops.  Fails on any other status
@@ -238,7 +223,7 @@ hold_lock() {
 	bg ingest 4 "$secs"
 	bg cron
 	bg queries
-	wait_st pipeline.1.st pipeline.2.st pipeline.3.st pipeline.4.st
+	wait_files 300 pipeline.1.st pipeline.2.st pipeline.3.st pipeline.4.st
 	touch stop
 	sleep 1
 	kill -TERM "$follower"

@@ -51,22 +51,6 @@ stage() {
 	exec "$@"
 }
 
-# wait_files FILE...: wait up to 60 s until each FILE exists (a stage that
-# hangs fails the test instead of hanging it).
-wait_files() {
-	local i f n
-	for i in $(seq 2400); do
-		n=0
-		for f in "$@"; do
-			[ -e "$f" ] && n=$((n + 1))
-		done
-		[ "$n" -eq $# ] && return 0
-		sleep 0.025
-	done
-	echo "still running after 60 s: $*" >&2
-	return 1
-}
-
 # stage_ok ROUND NAME STATUS UPSTREAM_KILLED DOWNSTREAM_KILLED: a stage
 # that was not killed exited as documented for what happened around it.
 # 137 is a SIGKILL that landed; 1 for whk-batch and whk-deliver when the
@@ -150,7 +134,7 @@ round() {
 		echo "${PIPESTATUS[0]} ${PIPESTATUS[1]}" >"retry.$r.st"
 	} </dev/null 2>/dev/null 3>&- &
 	p2=$!
-	if ! wait_files "pipe.$r.st" "retry.$r.st"; then
+	if ! wait_files 60 "pipe.$r.st" "retry.$r.st"; then
 		ps -o pid,args --ppid "$p1,$p2" >&2
 		return 1
 	fi

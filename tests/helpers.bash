@@ -158,6 +158,23 @@ s.bind(("127.0.0.1", 0))
 print(s.getsockname()[1])'
 }
 
+# wait_files SECONDS FILE...: wait up to SECONDS until each FILE exists
+# (a stage that hangs fails the test instead of hanging it).
+wait_files() {
+	local i f n limit=$1
+	shift
+	for i in $(seq $((limit * 10))); do
+		n=0
+		for f in "$@"; do
+			[ -e "$f" ] && n=$((n + 1))
+		done
+		[ "$n" -eq $# ] && return 0
+		sleep 0.1
+	done
+	echo "not done after $limit s: $*" >&2
+	return 1
+}
+
 # The crash and concurrency suites' endpoints a, b and c (URLs ending in
 # to=a, to=b, to=c) and the events of events(): who should get what, and
 # who got what.
