@@ -313,15 +313,8 @@ table_add(struct table *t, const struct whk_col *cols, int n, int tsv)
 	char **v;
 	int i, k;
 
-	if (t->names == NULL) {
-		if ((t->names = calloc((size_t)n, sizeof(*t->names))) == NULL)
-			return -1;
-		for (i = k = 0; i < n; i++)
-			if (cols[i].name[0] != '_' &&
-			    (t->names[k++] = strdup(cols[i].name)) == NULL)
-				return -1;
-		t->ncols = k;
-	}
+	if (t->names == NULL && table_names(t, cols, n) == -1)
+		return -1;
 	if (t->rows == t->cap) {
 		size_t cap = t->cap ? t->cap * 2 : 64;
 

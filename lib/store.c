@@ -2234,12 +2234,6 @@ static const char *agg_sql[] = {
 	    " AND (:endpoint IS NULL OR name = :endpoint) ORDER BY name",
 };
 
-/*
- * Every attempt since a time, in one pass over the table in its own
- * order (through an index, each row would be a seek of its own): its
- * endpoint, whether it delivered, and for a first attempt the latency
- * from its webhook's first event.  The sums are the caller's.
- */
 /* Every webhook made since a time, in one pass, for sums per endpoint. */
 int
 whk_store_webhooks_scan(struct whk_store *s, int64_t since,
@@ -2268,6 +2262,12 @@ whk_store_webhooks_scan(struct whk_store *s, int64_t since,
 	return rc == SQLITE_DONE ? 0 : fail(s, err, rc, NULL);
 }
 
+/*
+ * Every attempt since a time, in one pass over the table in its own
+ * order (through an index, each row would be a seek of its own): its
+ * endpoint, whether it delivered, and for a first attempt the latency
+ * from its webhook's first event.  The sums are the caller's.
+ */
 int
 whk_store_attempts_scan(struct whk_store *s, int64_t since,
     const char *endpoint, whk_scan_fn fn, void *arg, struct whk_err *err)
