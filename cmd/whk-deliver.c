@@ -45,6 +45,15 @@
 #define LEASE_MARGIN_MS	30000	/* a lease outlives its request by this */
 #define CONNECT_MAX_MS	10000
 #define RETRY_AFTER_MAX	(24 * 3600)	/* seconds of Retry-After heeded */
+/*
+ * An endpoint's claims in reserve, in turns of the writer: a claim made
+ * now can start only once its commit lands, a turn from now, and must
+ * then last until the next commit lands, a turn later; so two turns of
+ * what it answered in the last, and one more for turns that run long.
+ * With one turn, the slots of a fast endpoint stood empty for a third
+ * of the time, waiting for claims.
+ */
+#define RESERVE_TURNS	3
 
 static const char usage[] =
 "usage: whk-deliver [-s store] [--pending] [--endpoint name] [--limit n]\n"
@@ -814,7 +823,10 @@ ep_cap(const struct dep *ep)
 	return (size_t)ep->e.concurrency + (ep->e.rate > 0 ? 0 : ep->ahead);
 }
 
-/* The claims all may hold: the slots, and reserves up to as many again. */
+/*
+ * The claims all may hold: the slots, and reserves up to RESERVE_TURNS
+ * times as many.
+ */
 static size_t
 cap(const struct deliver *d)
 {
@@ -822,16 +834,17 @@ cap(const struct deliver *d)
 
 	for (k = 0; k < d->neps; k++)
 		reserve += d->eps[k]->e.rate > 0 ? 0 : d->eps[k]->ahead;
-	return d->concurrency + (reserve < d->concurrency ? reserve :
-	    d->concurrency);
+	return d->concurrency + (reserve < RESERVE_TURNS * d->concurrency ?
+	    reserve : RESERVE_TURNS * d->concurrency);
 }
 
 /*
  * Choose what to claim: per endpoint up to its free slots and its rate,
  * in all up to the free slots.  An endpoint that answers fast also gets
- * claims in reserve, as many as it finished in the last turn (what it
- * will likely finish during the next commit): they start the moment a
- * slot frees, not once the next commit reached the disk.  A slow
+ * claims in reserve, RESERVE_TURNS times what it finished in the last
+ * turn (what it will likely finish before the commit after next), at
+ * most that many times its concurrency: they start the moment a slot
+ * frees, not once the next commit reached the disk.  A slow
  * endpoint gets none, so a deliverer that dies strands no more of its
  * webhooks than it was sending.  Room is taken now; the writer gives
  * back what turns out not to be ours.
@@ -1126,8 +1139,9 @@ hand(struct deliver *d, int sync)
 		for (k = 0; k < d->neps; k++) {
 			struct dep *ep = d->eps[k];
 
-			ep->ahead = ep->finished < (size_t)ep->e.concurrency ?
-			    ep->finished : (size_t)ep->e.concurrency;
+			ep->ahead = RESERVE_TURNS * (ep->finished <
+			    (size_t)ep->e.concurrency ? ep->finished :
+			    (size_t)ep->e.concurrency);
 		}
 	}
 	d->done = NULL;
