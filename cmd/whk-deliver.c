@@ -122,6 +122,7 @@ struct dep {
 	char			*hbuf;		/* its headers, split */
 	const char		**hdr;
 	size_t			 nhdr;
+	struct whk_key		*key, *old_key;	/* NULL: an invalid secret */
 	struct job		*head, *tail;	/* waiting for a claim */
 	size_t			 queued;
 	struct job		*rhead, *rtail;	/* claimed, waiting for a slot */
@@ -246,6 +247,8 @@ dep_free(struct dep *ep)
 		job_free(j);
 	}
 	whk_endpoint_clear(&ep->e);
+	whk_key_free(ep->key);
+	whk_key_free(ep->old_key);
 	free(ep->hbuf);
 	free(ep->hdr);
 	free(ep);
@@ -291,6 +294,21 @@ dep_by_id(struct deliver *d, int64_t id)
 	return NULL;
 }
 
+/*
+ * A secret's key; an invalid secret leaves none, and is said when a
+ * webhook is to be signed with it.
+ */
+static int
+dep_key(const char *secret, struct whk_key **key)
+{
+	struct whk_err err;
+
+	if ((*key = whk_key_new(secret, &err)) == NULL &&
+	    err.status != WHK_EXIT_PARTIAL)
+		return -1;
+	return 0;
+}
+
 static int
 collect(const struct whk_endpoint *e, void *arg)
 {
@@ -320,6 +338,12 @@ collect(const struct whk_endpoint *e, void *arg)
 	if (ep->e.name == NULL || ep->e.url == NULL || ep->e.secret == NULL ||
 	    (e->old_secret && ep->e.old_secret == NULL) ||
 	    (e->headers && ep->e.headers == NULL) || dep_headers(ep) == -1)
+		return -1;
+	whk_key_free(ep->key);
+	whk_key_free(ep->old_key);
+	ep->key = ep->old_key = NULL;
+	if (dep_key(ep->e.secret, &ep->key) == -1 || (ep->e.old_secret &&
+	    dep_key(ep->e.old_secret, &ep->old_key) == -1))
 		return -1;
 	return 0;
 }
@@ -670,21 +694,25 @@ prepare(struct deliver *d, struct job *j, struct whk_err *err)
 {
 	struct dep *ep = j->ep;
 	struct flight *f;
-	const char *secrets[2];
-	size_t ns = 0;
+	struct whk_key *keys[2];
+	size_t nk = 0;
 	int64_t now = whk_now_ms();
+	int rotating = ep->e.old_secret && ep->e.old_secret_until > now;
 
+	if (ep->key == NULL || (rotating && ep->old_key == NULL))
+		return whk_error(err, WHK_EXIT_PARTIAL, "endpoint '%s': invalid "
+		    "secret", ep->e.name);
 	if ((f = j->f = calloc(1, sizeof(*f))) == NULL)
 		return oom(err);
 	if (whk_store_webhook_body(d->store, j->w.seq, &f->body, err) == -1)
 		return -1;
 	if (f->body.data == NULL)
 		whk_buf_add(&f->body, "", 0);
-	secrets[ns++] = ep->e.secret;
-	if (ep->e.old_secret && ep->e.old_secret_until > now)
-		secrets[ns++] = ep->e.old_secret;
+	keys[nk++] = ep->key;
+	if (rotating)
+		keys[nk++] = ep->old_key;
 	whk_buf_puts(&f->sig, "webhook-signature: ");
-	if (whk_sign(secrets, ns, j->w.id, now / 1000, f->body.data,
+	if (whk_sign(keys, nk, j->w.id, now / 1000, f->body.data,
 	    f->body.len, &f->sig, err) == -1)
 		return -1;
 	snprintf(f->h_id, sizeof(f->h_id), "webhook-id: %s", j->w.id);
@@ -1075,6 +1103,8 @@ writer_start(struct deliver *d, struct whk_err *err)
 	pthread_sigmask(SIG_SETMASK, &all, &old);
 	e = pthread_create(&w->thread, NULL, writer_main, d);
 	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (e == 0)	/* so that top -H and perf tell the two apart */
+		(void)pthread_setname_np(w->thread, "whk-deliver:wr");
 	if (e != 0)
 		return whk_error(err, WHK_EXIT_SYSTEM, "cannot start the "
 		    "writer: %s", strerror(e));

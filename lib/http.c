@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -222,7 +223,8 @@ int
 whk_http_start(struct whk_http *h, struct whk_http_req *r,
     struct whk_err *err)
 {
-	struct curl_slist *l = NULL, *t;
+	static char expect[] = "Expect:";
+	struct curl_slist *l;
 	CURL *c;
 	size_t i;
 
@@ -256,15 +258,20 @@ whk_http_start(struct whk_http *h, struct whk_http_req *r,
 		curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, pre_request);
 		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
 	}
+	/*
+	 * The header list in one piece, pointing at the caller's strings,
+	 * which outlive the request: curl only reads a list, and building
+	 * it with curl_slist_append() cost two allocations a header.
+	 */
+	if ((l = calloc(r->nheaders + 1, sizeof(*l))) == NULL)
+		goto oom;
 	for (i = 0; i < r->nheaders; i++) {
-		if ((t = curl_slist_append(l, r->headers[i])) == NULL)
-			goto oom;
-		l = t;
+		l[i].data = (char *)(uintptr_t)r->headers[i];
+		l[i].next = &l[i + 1];
 	}
 	/* A body is sent at once, not after a wait for "100 Continue". */
-	if ((t = curl_slist_append(l, "Expect:")) == NULL)
-		goto oom;
-	l = t;
+	l[i].data = expect;
+	l[i].next = NULL;
 	r->handle = c;
 	r->slist = l;
 	curl_easy_setopt(c, CURLOPT_URL, r->url);
@@ -282,7 +289,7 @@ whk_http_start(struct whk_http *h, struct whk_http_req *r,
 	r->errbuf[0] = '\0';
 	curl_easy_setopt(c, CURLOPT_ERRORBUFFER, r->errbuf);
 	if (curl_multi_add_handle(h->multi, c) != CURLM_OK) {
-		curl_slist_free_all(l);
+		free(l);
 		curl_easy_cleanup(c);
 		r->handle = r->slist = NULL;
 		return whk_error(err, WHK_EXIT_SYSTEM, "cannot start a request");
@@ -294,7 +301,6 @@ whk_http_start(struct whk_http *h, struct whk_http_req *r,
 	h->inflight = r;
 	return 0;
 oom:
-	curl_slist_free_all(l);
 	curl_easy_cleanup(c);
 	return whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
 }
@@ -361,7 +367,7 @@ finish(struct whk_http *h, struct whk_http_req *r, CURLcode rc)
 	if (rc == CURLE_COULDNT_CONNECT && !r->refused)
 		connect_reason(c, r->error, sizeof(r->error));
 	curl_multi_remove_handle(h->multi, c);
-	curl_slist_free_all(r->slist);
+	free(r->slist);
 	r->slist = NULL;
 	r->handle = NULL;
 	if (h->nidle == h->capidle) {

@@ -2,6 +2,7 @@
  * sign.c - secrets: "whsec_" and the base64 of random bytes, as the
  * Standard Webhooks specification has them.  All of it is libcrypto's.
  */
+#include <stdlib.h>
 #include <string.h>
 
 #include <openssl/core_names.h>
@@ -98,58 +99,95 @@ secret_key(const char *secret, unsigned char *key, size_t *n)
 	return 0;
 }
 
+struct whk_key {
+	EVP_MAC_CTX	*ctx;	/* HMAC-SHA256, keyed */
+};
+
+/*
+ * Keying an HMAC context looks the digest up and allocates a dozen
+ * times: done once per secret, each signature only resets the context.
+ */
+struct whk_key *
+whk_key_new(const char *secret, struct whk_err *err)
+{
+	unsigned char raw[3 * 128 / 4 + 3];
+	static EVP_MAC *hmac;
+	struct whk_key *k;
+	OSSL_PARAM params[2];
+	size_t len;
+	int ok;
+
+	if (secret_key(secret, raw, &len) == -1) {
+		whk_error(err, WHK_EXIT_PARTIAL, "invalid secret");
+		return NULL;
+	}
+	/* A fetch looks the algorithm up each time: once per process. */
+	if (hmac == NULL && (hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL) {
+		OPENSSL_cleanse(raw, sizeof(raw));
+		whk_error(err, WHK_EXIT_SYSTEM, "HMAC unavailable");
+		return NULL;
+	}
+	params[0] = OSSL_PARAM_construct_utf8_string("digest", "SHA256", 0);
+	params[1] = OSSL_PARAM_construct_end();
+	if ((k = calloc(1, sizeof(*k))) == NULL ||
+	    (k->ctx = EVP_MAC_CTX_new(hmac)) == NULL) {
+		free(k);
+		OPENSSL_cleanse(raw, sizeof(raw));
+		whk_error(err, WHK_EXIT_SYSTEM, "out of memory");
+		return NULL;
+	}
+	ok = EVP_MAC_init(k->ctx, raw, len, params);
+	OPENSSL_cleanse(raw, sizeof(raw));
+	if (ok != 1) {
+		whk_key_free(k);
+		whk_error(err, WHK_EXIT_SYSTEM, "HMAC failed");
+		return NULL;
+	}
+	return k;
+}
+
+void
+whk_key_free(struct whk_key *k)
+{
+	if (k == NULL)
+		return;
+	EVP_MAC_CTX_free(k->ctx);
+	free(k);
+}
+
 /*
  * The Standard Webhooks signature header: "v1,<base64 HMAC-SHA256 of
- * id.timestamp.body>" for each secret, separated by spaces, so that a
+ * id.timestamp.body>" for each key, separated by spaces, so that a
  * receiver that knows either secret of a rotation can verify.
  */
 int
-whk_sign(const char *const *secrets, size_t nsecrets, const char *msg_id,
+whk_sign(struct whk_key *const *keys, size_t nkeys, const char *msg_id,
     int64_t timestamp, const char *body, size_t len, struct whk_buf *out,
     struct whk_err *err)
 {
-	unsigned char key[3 * 128 / 4 + 3], mac[EVP_MAX_MD_SIZE];
+	unsigned char mac[EVP_MAX_MD_SIZE];
 	unsigned char b64[4 * ((EVP_MAX_MD_SIZE + 2) / 3) + 1];
 	char prefix[WHK_ID_LEN + 32];
-	size_t keylen, maclen, i;
-	static EVP_MAC *hmac;
-	EVP_MAC_CTX *ctx = NULL;
-	OSSL_PARAM params[2];
-	int plen, rc = -1;
+	size_t maclen, i;
+	int plen;
 
-	/* A fetch looks the algorithm up each time: once per process. */
-	if (hmac == NULL && (hmac = EVP_MAC_fetch(NULL, "HMAC", NULL)) == NULL)
-		return whk_error(err, WHK_EXIT_SYSTEM, "HMAC unavailable");
-	params[0] = OSSL_PARAM_construct_utf8_string("digest", "SHA256", 0);
-	params[1] = OSSL_PARAM_construct_end();
 	plen = snprintf(prefix, sizeof(prefix), "%s.%lld.", msg_id,
 	    (long long)timestamp);
-	for (i = 0; i < nsecrets; i++) {
-		if (secret_key(secrets[i], key, &keylen) == -1) {
-			whk_error(err, WHK_EXIT_PARTIAL, "invalid secret");
-			goto out;
-		}
+	for (i = 0; i < nkeys; i++) {
 		maclen = 0;
-		if ((ctx = EVP_MAC_CTX_new(hmac)) == NULL ||
-		    EVP_MAC_init(ctx, key, keylen, params) != 1 ||
-		    EVP_MAC_update(ctx, (unsigned char *)prefix,
+		/* Initialised again without a key: the same key, afresh. */
+		if (EVP_MAC_init(keys[i]->ctx, NULL, 0, NULL) != 1 ||
+		    EVP_MAC_update(keys[i]->ctx, (unsigned char *)prefix,
 		    (size_t)plen) != 1 ||
-		    EVP_MAC_update(ctx, (const unsigned char *)body, len) != 1 ||
-		    EVP_MAC_final(ctx, mac, &maclen, sizeof(mac)) != 1) {
-			whk_error(err, WHK_EXIT_SYSTEM, "HMAC failed");
-			goto out;
-		}
-		EVP_MAC_CTX_free(ctx);
-		ctx = NULL;
+		    EVP_MAC_update(keys[i]->ctx, (const unsigned char *)body,
+		    len) != 1 ||
+		    EVP_MAC_final(keys[i]->ctx, mac, &maclen, sizeof(mac)) != 1)
+			return whk_error(err, WHK_EXIT_SYSTEM, "HMAC failed");
 		EVP_EncodeBlock(b64, mac, (int)maclen);
 		if (i > 0)
 			whk_buf_add(out, " ", 1);
 		whk_buf_puts(out, "v1,");
 		whk_buf_puts(out, (char *)b64);
 	}
-	rc = out->oom ? whk_error(err, WHK_EXIT_SYSTEM, "out of memory") : 0;
-out:
-	OPENSSL_cleanse(key, sizeof(key));
-	EVP_MAC_CTX_free(ctx);
-	return rc;
+	return out->oom ? whk_error(err, WHK_EXIT_SYSTEM, "out of memory") : 0;
 }

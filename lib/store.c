@@ -628,10 +628,20 @@ fail:
 struct whk_store *
 whk_store_open(const char *path, struct whk_err *err)
 {
+	static int configured;
 	struct whk_store *s;
 	int fd, rc;
 	int64_t ro;
 
+	if (!configured) {
+		/*
+		 * Counting every allocation takes a global mutex each time,
+		 * a hundred times per attempt recorded; nothing reads the
+		 * counts.  Only possible before SQLite starts: the first time.
+		 */
+		(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
+		configured = 1;
+	}
 	if ((s = calloc(1, sizeof(*s))) == NULL ||
 	    (s->path = strdup(path)) == NULL) {
 		free(s);

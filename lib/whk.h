@@ -112,8 +112,16 @@ void	 whk_lines_free(struct whk_lines *);
 int	 whk_secret_new(char *out, size_t, struct whk_err *);
 int	 whk_secret_valid(const char *, struct whk_err *);
 void	 whk_secret_redact(const char *secret, char *out, size_t);
-/* "v1,<sig>" for each secret, space-separated, appended to out. */
-int	 whk_sign(const char *const *secrets, size_t nsecrets,
+/*
+ * A secret made ready to sign with, once rather than per signature.  A
+ * key is one thread's at a time, as signing reuses it.  NULL: invalid
+ * secret (WHK_EXIT_PARTIAL) or no memory.
+ */
+struct whk_key;
+struct whk_key *whk_key_new(const char *secret, struct whk_err *);
+void	 whk_key_free(struct whk_key *);
+/* "v1,<sig>" for each key, space-separated, appended to out. */
+int	 whk_sign(struct whk_key *const *keys, size_t nkeys,
 	    const char *msg_id, int64_t timestamp, const char *body,
 	    size_t len, struct whk_buf *out, struct whk_err *);
 

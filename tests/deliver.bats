@@ -292,6 +292,21 @@ wait_sql() {
 	assert_output $'[1,true]\n[2,true]\n[2,true]\n[1,false]'
 }
 
+@test "a secret damaged in the store: nothing is signed with it; exit 1 naming the endpoint, nothing sent, claimed or recorded" {
+	receiver_start
+	ep a /ok
+	hooks a 2 >recs
+	sql "UPDATE endpoints SET secret = 'whsec_!!' WHERE name = 'a'"
+	run --separate-stderr whk-deliver <recs
+	assert_failure 1
+	assert_output ""
+	assert_equal "$stderr" "whk-deliver: endpoint 'a': invalid secret"
+	assert_equal "$(received | wc -l)" 0
+	assert_equal "$(leased)" 0
+	run sql "SELECT count(*) FROM attempts; SELECT state, attempts, count(*) FROM webhooks GROUP BY 1, 2"
+	assert_output $'0\npending|0|2'
+}
+
 # --- outcomes --------------------------------------------------------------
 
 @test "HTTP failures: 500, 404 and a 302 (never followed) are failed attempts; the run's other webhooks are delivered; exit 1" {
