@@ -40,6 +40,7 @@
 #define FRESH_CHUNK	256	/* webhooks read at once per endpoint */
 #define MAX_QUEUED	100000	/* stdin records held before input waits */
 #define MAX_RECORD	(64 * 1024)
+#define KEEP_BUF	(64 * 1024)	/* a spare job's buffer kept up to this */
 #define RELOAD_MS	1000	/* how often endpoints are looked at again */
 #define PROGRESS_MS	250
 #define LEASE_MARGIN_MS	30000	/* a lease outlives its request by this */
@@ -101,6 +102,7 @@ struct flight {
 	char			 h_id[WHK_ID_LEN + 16];
 	char			 h_ts[48];
 	const char		**headers;
+	size_t			 headers_cap;
 	struct whk_http_req	 req;
 };
 
@@ -145,6 +147,7 @@ struct txn {
 	struct job		*release;	/* claims to give back */
 	struct job		*claims;	/* to claim; then the claimed */
 	struct job		*rejects;	/* not ours after all */
+	struct job		*spent;		/* recorded or given back: reuse */
 	int64_t			 delivered, failed, skipped;
 	int			 rc;
 	struct whk_err		 err;
@@ -180,6 +183,9 @@ struct deliver {
 	struct job		*done, **done_tail;	/* to record */
 	struct writer		 wr;
 	struct whk_buf		 out;		/* the writer's: lines awaiting commit */
+	struct job		*spare;		/* jobs to reuse */
+	size_t			 nspare, spare_max;
+	struct whk_webhook	*fresh;		/* --pending's reads */
 	int			 input_open;
 	int			 progress;
 	int64_t			 last_progress, started;
@@ -231,6 +237,55 @@ job_free(struct job *j)
 		free(j->f);
 	}
 	free(j);
+}
+
+/*
+ * Jobs are reused, each with its buffers: once the run is warm, a
+ * webhook costs no allocation, and neither thread frees what the other
+ * allocated (which made every allocation of the main thread take the
+ * slow, locked path).  The spare jobs are the main thread's.
+ */
+static struct job *
+job_new(struct deliver *d)
+{
+	struct job *j = d->spare;
+	struct flight *f;
+
+	if (j == NULL)
+		return calloc(1, sizeof(*j));
+	d->spare = j->next;
+	d->nspare--;
+	f = j->f;
+	memset(j, 0, sizeof(*j));
+	j->f = f;
+	return j;
+}
+
+/* Keep a buffer for the next job unless it grew large or failed. */
+static void
+buf_keep(struct whk_buf *b)
+{
+	if (b->oom || b->cap > KEEP_BUF)
+		whk_buf_free(b);
+}
+
+static void
+job_put(struct deliver *d, struct job *j)
+{
+	if (j == NULL)
+		return;
+	if (d->nspare >= d->spare_max) {
+		job_free(j);
+		return;
+	}
+	if (j->f) {
+		buf_keep(&j->f->body);
+		buf_keep(&j->f->sig);
+		buf_keep(&j->f->req.excerpt);
+	}
+	j->next = d->spare;
+	d->spare = j;
+	d->nspare++;
 }
 
 static void
@@ -465,10 +520,10 @@ one_record(struct deliver *d, const char *line, size_t len, int64_t lineno,
 		reject(d, lineno, "no \"webhook\" id in the record");
 		return 0;
 	}
-	if ((j = calloc(1, sizeof(*j))) == NULL)
+	if ((j = job_new(d)) == NULL)
 		return oom(err);
 	if ((rc = whk_store_webhook_find(d->store, id, &j->w, err)) != 0) {
-		job_free(j);
+		job_put(d, j);
 		if (rc == 1)
 			reject(d, lineno, "no webhook '%s' in the store", id);
 		return rc == 1 ? 0 : -1;
@@ -478,14 +533,14 @@ one_record(struct deliver *d, const char *line, size_t len, int64_t lineno,
 		d->last_reload = 0;
 		d->stamp = -1;
 		if (endpoints_check(d, err) == -1) {
-			job_free(j);
+			job_put(d, j);
 			return -1;
 		}
 		ep = dep_by_id(d, j->w.endpoint_id);
 	}
 	if (ep == NULL || !wanted(d, ep)) {
 		d->skipped++;
-		job_free(j);
+		job_put(d, j);
 		return 0;
 	}
 	enqueue(d, ep, j);
@@ -501,7 +556,8 @@ fill_pending(struct deliver *d, struct whk_err *err)
 	size_t i, k, n, max;
 	int rc = 0;
 
-	if ((w = calloc(FRESH_CHUNK, sizeof(*w))) == NULL)
+	if ((w = d->fresh) == NULL &&
+	    (w = d->fresh = calloc(FRESH_CHUNK, sizeof(*w))) == NULL)
 		return oom(err);
 	for (i = 0; i < d->neps && rc == 0; i++) {
 		struct dep *ep = d->eps[i];
@@ -519,7 +575,7 @@ fill_pending(struct deliver *d, struct whk_err *err)
 		if (n < max)
 			ep->drained = 1;
 		for (k = 0; k < n; k++) {
-			if ((j = calloc(1, sizeof(*j))) == NULL) {
+			if ((j = job_new(d)) == NULL) {
 				rc = oom(err);
 				break;
 			}
@@ -528,7 +584,6 @@ fill_pending(struct deliver *d, struct whk_err *err)
 			enqueue(d, ep, j);
 		}
 	}
-	free(w);
 	return rc;
 }
 
@@ -702,8 +757,10 @@ prepare(struct deliver *d, struct job *j, struct whk_err *err)
 	if (ep->key == NULL || (rotating && ep->old_key == NULL))
 		return whk_error(err, WHK_EXIT_PARTIAL, "endpoint '%s': invalid "
 		    "secret", ep->e.name);
-	if ((f = j->f = calloc(1, sizeof(*f))) == NULL)
+	if ((f = j->f) == NULL && (f = j->f = calloc(1, sizeof(*f))) == NULL)
 		return oom(err);
+	whk_buf_reset(&f->body);
+	whk_buf_reset(&f->sig);
 	if (whk_store_webhook_body(d->store, j->w.seq, &f->body, err) == -1)
 		return -1;
 	if (f->body.data == NULL)
@@ -732,9 +789,14 @@ launch(struct deliver *d, struct job *j, struct whk_err *err)
 	struct flight *f = j->f;
 	size_t k = 0;
 
-	free(f->headers);
-	if ((f->headers = calloc(4 + ep->nhdr, sizeof(*f->headers))) == NULL)
-		return oom(err);
+	if (f->headers_cap < 4 + ep->nhdr) {
+		free(f->headers);
+		f->headers_cap = 0;
+		if ((f->headers = calloc(4 + ep->nhdr, sizeof(*f->headers))) ==
+		    NULL)
+			return oom(err);
+		f->headers_cap = 4 + ep->nhdr;
+	}
 	f->headers[k++] = "Content-Type: application/json";
 	f->headers[k++] = f->h_id;
 	f->headers[k++] = f->h_ts;
@@ -788,7 +850,7 @@ start_ready(struct deliver *d, struct whk_err *err)
 			d->ready--;
 			if (launch(d, j, err) == -1) {
 				/* Its lease runs out; the attempt is recorded then. */
-				job_free(j);
+				job_put(d, j);
 				return -1;
 			}
 			running++;
@@ -898,7 +960,7 @@ plan(struct deliver *d)
 				/* Left pending for when it is enabled. */
 				while ((j = dequeue(d, ep)) != NULL) {
 					d->skipped++;
-					job_free(j);
+					job_put(d, j);
 				}
 				continue;
 			}
@@ -990,7 +1052,7 @@ free_list(struct job *j)
 static void
 txn_run(struct deliver *d, struct txn *t)
 {
-	struct job *j, *rest = t->claims, **keep = &t->claims;
+	struct job *j, *rest = t->claims, **keep = &t->claims, **tail;
 	struct job **rej = &t->rejects;
 	int rc;
 
@@ -1036,8 +1098,11 @@ txn_run(struct deliver *d, struct txn *t)
 	*rej = NULL;
 	if (whk_store_commit(d->store, &t->err) == -1)
 		goto fail;
-	free_list(t->done);
-	free_list(t->release);
+	/* Done with: the main thread reuses them. */
+	for (tail = &t->done; *tail; tail = &(*tail)->next)
+		;
+	*tail = t->release;
+	t->spent = t->done;
 	t->done = t->release = NULL;
 	/* Durable now: only now may anyone hear of it. */
 	if (d->out.len > 0 && (fwrite(d->out.data, 1, d->out.len, stdout) !=
@@ -1198,7 +1263,7 @@ unclaim(struct deliver *d, struct job *j)
 	d->claimed_total--;
 	if (j->ep->e.rate > 0)
 		j->ep->tokens += 1.0;
-	job_free(j);
+	job_put(d, j);
 }
 
 /* Take back what the writer did: the claims go to their endpoints. */
@@ -1223,6 +1288,11 @@ absorb(struct deliver *d, struct whk_err *err)
 		unclaim(d, j);
 	}
 	t->rejects = NULL;
+	for (j = t->spent; j; j = next) {
+		next = j->next;
+		job_put(d, j);
+	}
+	t->spent = NULL;
 	if (t->rc == -1) {
 		/* Nothing happened: what finished is still to record. */
 		*err = t->err;
@@ -1234,7 +1304,11 @@ absorb(struct deliver *d, struct whk_err *err)
 				d->done_tail = &j->next;
 			d->done = t->done;
 		}
-		free_list(t->release);	/* still leased: the leases run out */
+		/* Still leased: the leases run out. */
+		for (j = t->release; j; j = next) {
+			next = j->next;
+			job_put(d, j);
+		}
 		for (j = t->claims; j; j = next) {
 			next = j->next;
 			unclaim(d, j);
@@ -1486,6 +1560,8 @@ main(int argc, char *argv[])
 		d.concurrency = (size_t)v;
 	}
 	d.progress = !quiet && isatty(STDERR_FILENO);
+	/* As many as can be claimed, in flight or being recorded at once. */
+	d.spare_max = d.concurrency * (2 + RESERVE_TURNS);
 
 	memset(&sa, 0, sizeof(sa));
 	sa.sa_handler = on_signal;
@@ -1522,6 +1598,8 @@ main(int argc, char *argv[])
 	whk_http_free(d.http);
 	/* Finished, but left unrecorded by a store that failed. */
 	free_list(d.done);
+	free_list(d.spare);
+	free(d.fresh);
 	for (i = 0; i < d.neps; i++)
 		dep_free(d.eps[i]);
 	free(d.eps);
