@@ -87,6 +87,7 @@ whk_url_check(const char *s, int allow_private, struct whk_err *err)
  */
 #define EXCERPT_MAX	(16 * 1024)	/* kept of a response */
 #define DRAIN_MAX	(1024 * 1024)	/* read past that, then hang up */
+#define EXPECT_MIN	1024		/* bodies curl may hold back */
 
 struct whk_http {
 	CURLM		*multi;
@@ -224,9 +225,9 @@ whk_http_start(struct whk_http *h, struct whk_http_req *r,
     struct whk_err *err)
 {
 	static char expect[] = "Expect:";
-	struct curl_slist *l;
+	struct curl_slist *l = NULL;
 	CURL *c;
-	size_t i;
+	size_t i, n;
 
 	r->status = 0;
 	r->ms = 0;
@@ -263,15 +264,22 @@ whk_http_start(struct whk_http *h, struct whk_http_req *r,
 	 * which outlive the request: curl only reads a list, and building
 	 * it with curl_slist_append() cost two allocations a header.
 	 */
-	if ((l = calloc(r->nheaders + 1, sizeof(*l))) == NULL)
+	n = r->nheaders + (r->body_len >= EXPECT_MIN);
+	if (n > 0 && (l = calloc(n, sizeof(*l))) == NULL)
 		goto oom;
 	for (i = 0; i < r->nheaders; i++) {
 		l[i].data = (char *)(uintptr_t)r->headers[i];
-		l[i].next = &l[i + 1];
+		l[i].next = i + 1 < n ? &l[i + 1] : NULL;
 	}
-	/* A body is sent at once, not after a wait for "100 Continue". */
-	l[i].data = expect;
-	l[i].next = NULL;
+	/*
+	 * A body is sent at once, not after a wait for "100 Continue",
+	 * which curl asks for from 1 KiB (or 1 MiB, by version) up; below
+	 * that, a header less is work saved on every request.
+	 */
+	if (i < n) {
+		l[i].data = expect;
+		l[i].next = NULL;
+	}
 	r->handle = c;
 	r->slist = l;
 	curl_easy_setopt(c, CURLOPT_URL, r->url);

@@ -219,6 +219,21 @@ wait_sql() {
 	assert_output true
 }
 
+@test "bodies of any size go at once: no request waits for \"100 Continue\"" {
+	receiver_start
+	ep a /ok
+	# Under 1 KiB, over it, and over 1 MiB: curl's thresholds.
+	big=$(head -c 1100000 /dev/zero | tr '\0' x)
+	for n in 10 1500 1100000; do
+		printf '{"id":"e%d","tenant":"a","pad":"%s"}\n' "$n" "${big:0:n}"
+	done | whk-ingest --max-bytes 2M | whk-batch >recs
+	run --separate-stderr whk-deliver <recs
+	assert_success
+	[ "${#lines[@]}" -eq 3 ]
+	run eval 'received | jq -sc "sort_by(.bytes)[] | [.bytes, .expect, .status]"'
+	assert_output $'[44,false,200]\n[1536,false,200]\n[1100039,false,200]'
+}
+
 @test "the endpoint's headers follow ours, in their order; its own User-Agent replaces ours" {
 	receiver_start
 	ep a /ok --header 'X-B: 2' --header 'User-Agent: acme-hooks/2' \

@@ -26,6 +26,7 @@
  *   - counts, per webhook-id, the attempts seen and the requests being
  *     handled at the same time ("concurrent"), and the requests being
  *     handled at the same time in all ("inflight");
+ *   - logs whether the request asked for "100 Continue" ("expect");
  *   - logs the webhook-signature header as received ("signature", the
  *     values of several such headers joined by ", "), so a test can check
  *     it independently;
@@ -1133,6 +1134,7 @@ log_line(const struct req *r, const struct timespec *done, int status,
 	sb_jstr_or_null(&b, r->ua);
 	sb_puts(&b, ",\"ct\":");
 	sb_jstr_or_null(&b, r->ct);
+	sb_puts(&b, r->expect ? ",\"expect\":true" : ",\"expect\":false");
 	sb_puts(&b, ",\"headers\":{");
 	for (i = 0; i < r->nx; i++) {
 		if (i > 0)
