@@ -135,6 +135,7 @@ struct dep {
 	double			 tokens;	/* --rate's bucket */
 	int64_t			 tokens_at;
 	int			 gone;		/* disabled or removed */
+	int			 unsignable;	/* its secret is damaged */
 	int			 disabling;	/* the writer's: 410 recorded */
 	int			 seen;
 	int64_t			 after;		/* --pending: read so far */
@@ -192,6 +193,7 @@ struct deliver {
 	/* What happened. */
 	int64_t			 sent, delivered, failed, rejected, skipped;
 	int64_t			 lost;
+	int64_t			 unsignable;	/* endpoints left for their secret */
 };
 
 static volatile sig_atomic_t stop;
@@ -400,6 +402,20 @@ collect(const struct whk_endpoint *e, void *arg)
 	if (dep_key(ep->e.secret, &ep->key) == -1 || (ep->e.old_secret &&
 	    dep_key(ep->e.old_secret, &ep->old_key) == -1))
 		return -1;
+	/*
+	 * A secret the store holds damaged signs nothing: the endpoint's
+	 * webhooks are left as they are, and everyone else's go on.
+	 */
+	if (ep->key == NULL || (ep->e.old_secret && ep->old_key == NULL &&
+	    ep->e.old_secret_until > whk_now_ms())) {
+		if (!ep->unsignable && !ep->gone)
+			warnx_("endpoint '%s': invalid secret; its webhooks are "
+			    "left pending", ep->e.name);
+		if (!ep->gone)
+			d->unsignable++;
+		ep->unsignable = ep->gone = 1;
+	} else
+		ep->unsignable = 0;
 	return 0;
 }
 
@@ -1018,8 +1034,8 @@ claimable(struct deliver *d)
 	int64_t mono = whk_mono_ms();
 	size_t i;
 
-	if (stop || whk_http_running(d->http) + d->ready >= cap(d) ||
-	    (d->limit > 0 && d->claimed_total >= d->limit))
+	if (stop || d->closing || whk_http_running(d->http) + d->ready >=
+	    cap(d) || (d->limit > 0 && d->claimed_total >= d->limit))
 		return 0;
 	for (i = 0; i < d->neps; i++) {
 		struct dep *ep = d->eps[i];
@@ -1592,7 +1608,8 @@ main(int argc, char *argv[])
 		    (long long)(d.delivered + d.failed),
 		    (long long)d.delivered, (long long)d.failed,
 		    (long long)d.skipped);
-	if (status == WHK_EXIT_OK && (d.failed > 0 || d.rejected > 0))
+	if (status == WHK_EXIT_OK && (d.failed > 0 || d.rejected > 0 ||
+	    d.unsignable > 0))
 		status = WHK_EXIT_PARTIAL;
 
 	whk_http_free(d.http);

@@ -307,19 +307,31 @@ wait_sql() {
 	assert_output $'[1,true]\n[2,true]\n[2,true]\n[1,false]'
 }
 
-@test "a secret damaged in the store: nothing is signed with it; exit 1 naming the endpoint, nothing sent, claimed or recorded" {
+@test "a secret damaged in the store: that endpoint's webhooks are left pending, unsent and unclaimed; the others are delivered; exit 1" {
 	receiver_start
 	ep a /ok
-	hooks a 2 >recs
+	ep b /ok
+	{ hooks a 2; hooks b 2; } >recs
 	sql "UPDATE endpoints SET secret = 'whsec_!!' WHERE name = 'a'"
 	run --separate-stderr whk-deliver <recs
 	assert_failure 1
-	assert_output ""
-	assert_equal "$stderr" "whk-deliver: endpoint 'a': invalid secret"
-	assert_equal "$(received | wc -l)" 0
+	assert_equal "$stderr" "whk-deliver: endpoint 'a': invalid secret; its webhooks are left pending"
+	run jq -r '[.endpoint, .outcome] | @tsv' <<<"$output"
+	assert_output $'b\tdelivered\nb\tdelivered'
+	assert_equal "$(received | jq -r .path | sort | uniq -c | tr -s ' ')" " 2 /ok"
 	assert_equal "$(leased)" 0
-	run sql "SELECT count(*) FROM attempts; SELECT state, attempts, count(*) FROM webhooks GROUP BY 1, 2"
-	assert_output $'0\npending|0|2'
+	run sql "SELECT e.name, w.state, w.attempts, count(*) FROM webhooks w
+	    JOIN endpoints e ON e.id = w.endpoint_id GROUP BY 1, 2, 3 ORDER BY 1"
+	assert_output $'a|pending|0|2\nb|delivered|1|2'
+	# --pending too; and once the secret is set right, they go.
+	run --separate-stderr whk-deliver --pending </dev/null
+	assert_failure 1
+	assert_output ""
+	assert_equal "$stderr" "whk-deliver: endpoint 'a': invalid secret; its webhooks are left pending"
+	whk-endpoint rotate-secret a --grace 0s >/dev/null
+	run --separate-stderr whk-deliver --pending </dev/null
+	assert_success
+	[ "${#lines[@]}" -eq 2 ]
 }
 
 # --- outcomes --------------------------------------------------------------
