@@ -29,7 +29,8 @@ static const char usage[] =
 "       whk-endpoint [-s store] show name [--show-secret]\n"
 "       whk-endpoint [-s store] disable name [--reason text]\n"
 "       whk-endpoint [-s store] enable name\n"
-"       whk-endpoint [-s store] rotate-secret name [--secret s] [--grace dur]\n"
+"       whk-endpoint [-s store] rotate-secret name [--secret s | --secret-file f]\n"
+"                [--grace dur]\n"
 "       whk-endpoint [-s store] rm name\n";
 
 static const char help[] =
@@ -38,6 +39,8 @@ static const char help[] =
 "Options of add and set:\n"
 "      --url URL            where to POST (set only; add takes it as argument)\n"
 "      --secret whsec_...   signing secret (default: 32 random bytes)\n"
+"      --secret-file FILE   read it from FILE's one line ('-': stdin), not\n"
+"                           from the command line, where others may see it\n"
 "      --tenant T           only events of tenant T ('' for all tenants)\n"
 "      --types LIST         comma-separated types, globs allowed (a.*,b)\n"
 "      --filter JQ          send only events for which JQ is true\n"
@@ -66,7 +69,7 @@ static const char help[] =
 "3 store unavailable, 4 system error.  See whk-endpoint(1).\n";
 
 enum {
-	O_URL = 256, O_SECRET, O_TENANT, O_TYPES, O_FILTER, O_GROUP_BY,
+	O_URL = 256, O_SECRET, O_SECRET_FILE, O_TENANT, O_TYPES, O_FILTER, O_GROUP_BY,
 	O_TEMPLATE, O_RATE, O_SCHEDULE,
 	O_BATCH, O_BATCH_BYTES, O_WINDOW, O_TIMEOUT, O_CONCURRENCY, O_HEADER,
 	O_ALLOW_PRIVATE, O_NO_ALLOW_PRIVATE, O_SHOW_SECRET, O_FORMAT,
@@ -77,6 +80,7 @@ static const struct option longopts[] = {
 	{ "store",		required_argument, NULL, 's' },
 	{ "url",		required_argument, NULL, O_URL },
 	{ "secret",		required_argument, NULL, O_SECRET },
+	{ "secret-file",	required_argument, NULL, O_SECRET_FILE },
 	{ "tenant",		required_argument, NULL, O_TENANT },
 	{ "types",		required_argument, NULL, O_TYPES },
 	{ "filter",		required_argument, NULL, O_FILTER },
@@ -104,6 +108,7 @@ static const struct option longopts[] = {
 /* What the command line asked to change; NULL fields stay as they are. */
 struct changes {
 	const char	*url, *secret, *tenant, *types, *filter, *group_by;
+	const char	*secret_option;	/* where the secret came from */
 	const char	*template, *rate, *schedule;
 	const char	*batch, *batch_bytes, *window, *timeout, *concurrency;
 	const char	*headers[64];
@@ -313,7 +318,7 @@ check_changes(const struct changes *c)
 		check_url(c->url, 1);
 	}
 	if (c->secret && whk_secret_valid(c->secret, &err) == -1)
-		die(err.status, "--secret: %s", err.msg);
+		die(err.status, "%s: %s", c->secret_option, err.msg);
 	check_text(c->tenant, "--tenant");
 	check_text(c->types, "--types");
 	if (c->types && *c->types &&
@@ -575,6 +580,44 @@ print_table(struct rows *r)
 	free(r->e);
 }
 
+/*
+ * A secret given on the command line is seen by everyone who can list
+ * processes; from a file or a pipe it is not.  The file holds one line,
+ * the secret, as whk-endpoint show --show-secret prints it.
+ */
+static char *
+read_secret(const char *name)
+{
+	FILE *f;
+	char *line = NULL;
+	size_t cap = 0;
+	ssize_t len;
+	int more;
+
+	if (strcmp(name, "-") == 0)
+		f = stdin;
+	else if ((f = fopen(name, "re")) == NULL)
+		die(WHK_EXIT_SYSTEM, "--secret-file: cannot open '%s': %s",
+		    name, strerror(errno));
+	if ((len = getline(&line, &cap, f)) == -1)
+		len = 0;
+	if (len && line[len - 1] == '\n')
+		len--;
+	if (len && line[len - 1] == '\r')
+		len--;
+	more = getc(f) != EOF;
+	if (ferror(f))
+		die(WHK_EXIT_SYSTEM, "--secret-file: cannot read '%s': %s",
+		    name, strerror(errno));
+	if (f != stdin)
+		fclose(f);
+	if (len == 0 || more || memchr(line, '\0', (size_t)len))
+		die(WHK_EXIT_USAGE, "--secret-file: '%s' must hold one line, "
+		    "the secret", name);
+	line[len] = '\0';
+	return line;
+}
+
 static void
 need(int argc, int want, const char *cmd)
 {
@@ -616,19 +659,22 @@ main(int argc, char *argv[])
 	struct whk_store *s;
 	struct whk_err err = { 0, "" };
 	const char *store_opt = NULL, *reason = NULL, *grace = NULL;
-	const char *format = NULL, *cmd;
+	const char *format = NULL, *secret_file = NULL, *cmd;
+	char *given = NULL;
 	char path[4096], secret[128];
 	int64_t grace_ms = DEFAULT_GRACE_MS;
 	int ch, rc, kept;
 
 	memset(&c, 0, sizeof(c));
 	c.allow_private = -1;
+	c.secret_option = "--secret";
 	while ((ch = getopt_long(argc, argv, "s:hV", longopts, NULL)) != -1) {
 		c.any |= ch >= O_URL && ch <= O_NO_ALLOW_PRIVATE;
 		switch (ch) {
 		case 's': store_opt = optarg; break;
 		case O_URL: c.url = optarg; break;
 		case O_SECRET: c.secret = optarg; break;
+		case O_SECRET_FILE: secret_file = optarg; break;
 		case O_TENANT: c.tenant = optarg; break;
 		case O_TYPES: c.types = optarg; break;
 		case O_FILTER: c.filter = optarg; break;
@@ -688,7 +734,8 @@ main(int argc, char *argv[])
 	if (argc > 1)
 		need_name(argv[1]);
 	if (c.any && strcmp(cmd, "add") != 0 && strcmp(cmd, "set") != 0 &&
-	    !(strcmp(cmd, "rotate-secret") == 0 && c.secret && c.url == NULL &&
+	    !(strcmp(cmd, "rotate-secret") == 0 && (c.secret || secret_file) &&
+	    c.url == NULL &&
 	    c.tenant == NULL && c.types == NULL && c.filter == NULL &&
 	    c.group_by == NULL && c.template == NULL && c.rate == NULL &&
 	    c.schedule == NULL &&
@@ -713,6 +760,13 @@ main(int argc, char *argv[])
 	if (strcmp(cmd, "add") == 0) {
 		check_text(argv[2], "url");
 		check_url(argv[2], c.allow_private == 1);
+	}
+	if (secret_file) {
+		if (c.secret)
+			die(WHK_EXIT_USAGE, "--secret and --secret-file: give "
+			    "one or the other");
+		c.secret = given = read_secret(secret_file);
+		c.secret_option = "--secret-file";
 	}
 	check_changes(&c);
 	if (grace)
@@ -813,6 +867,10 @@ main(int argc, char *argv[])
 
 	whk_endpoint_clear(&e);
 	whk_store_close(s);
+	if (given) {
+		explicit_bzero(given, strlen(given));
+		free(given);
+	}
 	if (fflush(stdout) == EOF || ferror(stdout))
 		die(WHK_EXIT_SYSTEM, "write error: %s", strerror(errno));
 	return WHK_EXIT_OK;

@@ -207,6 +207,70 @@ teardown() {
 	assert_output "$good"
 }
 
+@test "--secret-file: the secret from a file or stdin, never on the command line" {
+	s1=$(secret_of 32)
+	s2=$(secret_of 40)
+	s3=$(secret_of 24)
+	printf '%s\n' "$s1" >key
+	ep add a https://example.com/ --secret-file key
+	assert_success
+	run sql "select secret from endpoints"
+	assert_output "$s1"
+	# From a pipe, with or without a line end, and CRLF as an editor writes it.
+	printf '%s' "$s2" | whk-endpoint set a --secret-file - >/dev/null
+	run sql "select secret from endpoints"
+	assert_output "$s2"
+	printf '%s\r\n' "$s3" | whk-endpoint rotate-secret a --secret-file - >/dev/null
+	run sql "select secret, old_secret from endpoints"
+	assert_output "$s3|$s2"
+	# Nothing of it is printed.
+	ep set a --secret-file key
+	assert_success
+	assert_equal "$(jq -r .secret <<<"$output")" "whsec_********"
+	stderr_is ""
+}
+
+@test "--secret-file: missing, empty, two lines, a NUL, invalid, or with --secret: refused, nothing changed" {
+	good=$(secret_of 32)
+	whk-endpoint add a https://example.com/ --secret "$good" >/dev/null
+	ep set a --secret-file nothere
+	assert_failure 4
+	stderr_is "whk-endpoint: --secret-file: cannot open 'nothere': No such file or directory"
+	: >empty
+	ep set a --secret-file empty
+	assert_failure 2
+	stderr_is "whk-endpoint: --secret-file: 'empty' must hold one line, the secret"
+	printf '%s\n%s\n' "$(secret_of 32)" "$(secret_of 32)" >two
+	ep set a --secret-file two
+	assert_failure 2
+	stderr_is "whk-endpoint: --secret-file: 'two' must hold one line, the secret"
+	printf '%s\n\n' "$(secret_of 32)" >blank
+	ep set a --secret-file blank
+	assert_failure 2
+	stderr_is "whk-endpoint: --secret-file: 'blank' must hold one line, the secret"
+	printf '%s\0x\n' "$(secret_of 32)" >nul
+	ep set a --secret-file nul
+	assert_failure 2
+	stderr_is "whk-endpoint: --secret-file: 'nul' must hold one line, the secret"
+	printf 'whsec_c2hvcnQ=\n' >short
+	ep rotate-secret a --secret-file short
+	assert_failure 2
+	stderr_is "whk-endpoint: --secret-file: secret must hold 24 to 64 bytes, not 5"
+	printf '%s\n' "$(secret_of 32)" >key
+	ep set a --secret-file key --secret "$(secret_of 32)"
+	assert_failure 2
+	stderr_is "whk-endpoint: --secret and --secret-file: give one or the other"
+	ep add b https://example.com/ --secret-file - </dev/null
+	assert_failure 2
+	stderr_is "whk-endpoint: --secret-file: '-' must hold one line, the secret"
+	# Only where a secret is taken; stdin is not read otherwise.
+	ep list --secret-file key
+	assert_failure 2
+	stderr_is "whk-endpoint: list: takes no endpoint options"
+	run sql "select secret, old_secret is null, (select count(*) from endpoints) from endpoints"
+	assert_output "$good|1|1"
+}
+
 # --- options of add and set ---------------------------------------------
 
 @test "--tenant and --types: set, changed, and cleared with ''" {

@@ -7,7 +7,7 @@ function __whk_endpoint_args
     for t in (commandline -opc)[2..-1]
         if set -q skip[1]
             set skip
-        else if string match -qr -- '^(-s|--(store|url|secret|tenant|types|filter|group-by|template|batch|batch-bytes|window|timeout|concurrency|rate|schedule|header|format|reason|grace))$' $t
+        else if string match -qr -- '^(-s|--(store|url|secret|secret-file|tenant|types|filter|group-by|template|batch|batch-bytes|window|timeout|concurrency|rate|schedule|header|format|reason|grace))$' $t
             set skip 1
         else if not string match -q -- '-*' $t
             echo $t
@@ -63,6 +63,7 @@ complete -c $c -n __whk_endpoint_wants_name -a '(__whk_endpoint_names)' -d Endpo
 set -l addset '__whk_endpoint_using add set'
 complete -c $c -n '__whk_endpoint_using set' -l url -x -d 'Where to POST'
 complete -c $c -n '__whk_endpoint_using add set rotate-secret' -l secret -x -d 'Signing secret (whsec_...)'
+complete -c $c -n '__whk_endpoint_using add set rotate-secret' -l secret-file -r -F -d 'Read the signing secret from a file (-: stdin)'
 complete -c $c -n $addset -l tenant -x -d 'Only events of this tenant'
 complete -c $c -n $addset -l types -x -d 'Comma-separated types, globs allowed'
 complete -c $c -n $addset -l filter -x -d 'Send only events for which JQ is true'
