@@ -692,8 +692,17 @@ whk_store_open(const char *path, struct whk_err *err)
 	}
 	if (pragma_int(s, "PRAGMA journal_mode = WAL", &ro, err) == -1)
 		goto fail;
+	/*
+	 * A WAL grows past its checkpoint size while a reader holds an old
+	 * snapshot (a paused pager, a backlog) and SQLite keeps the file at
+	 * its largest until the last connection closes, which a cron store
+	 * may never see.  The limit cuts it back at the next reset; it is
+	 * four times what the autocheckpoint lets it reach, so steady work
+	 * never pays for a truncate.
+	 */
 	if (exec(s, "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;"
-	    " PRAGMA cache_size = -16384;",
+	    " PRAGMA cache_size = -16384;"
+	    " PRAGMA journal_size_limit = 16777216;",
 	    err) == -1 || migrate(s, err) == -1)
 		goto fail;
 	s->doing = "cannot read";

@@ -213,6 +213,32 @@ load helpers
 	[ "$(sql 'select count(*) from events')" -lt 20001 ]
 }
 
+@test "a WAL grown while a reader held an old snapshot is cut back to 16 MiB once the reader moves on" {
+	whk-ingest <<<'{"id":"first"}' >/dev/null
+	# Another connection stays open throughout, as a cron store's always
+	# has one: SQLite drops the WAL when its last connection closes.
+	mkfifo cmds
+	sqlite3 "$WHK_STORE" <cmds >reader &
+	exec 5>cmds
+	echo "BEGIN; SELECT count(*) FROM events;" >&5
+	for i in $(seq 100); do [ -s reader ] && break; sleep 0.1; done
+	pad=$(printf '%01000d' 0)
+	seq 25000 | sed "s/.*/{\"id\":\"&\",\"p\":\"$pad\"}/" | whk-ingest >/dev/null
+	grown=$(stat -c %s whk.db-wal)
+	[ "$grown" -gt $((24 * 1048576)) ]
+	echo "COMMIT; SELECT 'done';" >&5
+	for i in $(seq 100); do grep -q done reader && break; sleep 0.1; done
+	# A commit checkpoints everything; the next one starts the WAL over.
+	whk-ingest <<<'{"id":"b"}' >/dev/null
+	whk-ingest <<<'{"id":"c"}' >/dev/null
+	run stat -c %s whk.db-wal
+	assert_output 16777216
+	exec 5>&-
+	wait
+	run sql "select count(*) from events"
+	assert_output 25003
+}
+
 @test "events and attempts are append-only" {
 	whk-ingest <<<'{"id":"a","v":1}' >/dev/null
 	run sql "UPDATE events SET body = '{}'"
