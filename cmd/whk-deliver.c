@@ -1296,9 +1296,12 @@ absorb(struct deliver *d, struct whk_err *err)
 	d->delivered += t->delivered;
 	d->failed += t->failed;
 	d->skipped += t->skipped;
+	/* Once: an endpoint enabled again later is sent to again. */
 	for (k = 0; k < d->neps; k++)
-		if (d->eps[k]->disabling)
+		if (d->eps[k]->disabling) {
 			d->eps[k]->gone = 1;
+			d->eps[k]->disabling = 0;
+		}
 	for (j = t->rejects; j; j = next) {
 		next = j->next;
 		unclaim(d, j);

@@ -493,6 +493,33 @@ silent|1|failed|1|failed|1|1|1"
 	refute_output --partial "$first"
 }
 
+@test "410 Gone in a long run: the endpoint enabled again (and fixed) is sent to again by the same run" {
+	receiver_start
+	ep gone /status/410 --concurrency 1
+	mkfifo input
+	exec 5<>input
+	whk-deliver <input >out 2>err 3>&- 5>&- &
+	pid=$!
+	hooks gone 1 >&5
+	wait_sql "SELECT disabled_at IS NOT NULL FROM endpoints WHERE name = 'gone'" 1
+	whk-endpoint set gone --url "$RECEIVER/ok" >/dev/null
+	whk-endpoint enable gone >/dev/null
+	# The run looks at its endpoints again each second; what comes after
+	# it noticed is sent.
+	sleep 2.5
+	hooks gone 3 >&5
+	wait_sql "SELECT count(*) FROM webhooks WHERE state = 'delivered'" 3
+	exec 5>&-
+	status=0
+	wait "$pid" || status=$?
+	assert_equal "$status" 1
+	assert_equal "$(cat err)" "whk-deliver: endpoint 'gone' disabled: the receiver answered 410 Gone"
+	run jq -r '[.attempt, .status, .outcome] | @tsv' out
+	assert_output $'1\t410\tfailed\n1\t200\tdelivered\n1\t200\tdelivered\n1\t200\tdelivered'
+	run eval 'received | jq -r .path | sort | uniq -c | tr -s " "'
+	assert_output $' 3 /ok\n 1 /status/410'
+}
+
 @test "Retry-After on 429 and 503 is recorded (retry_after, not_before) and heeded when whk-retry schedules; other statuses ignore it" {
 	receiver_start
 	ep slowdown '/retry-after?s=120&status=429'
