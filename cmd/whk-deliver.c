@@ -182,6 +182,7 @@ struct deliver {
 	int			 closing;	/* give claims back */
 	char			 owner[128];
 	struct job		*done, **done_tail;	/* to record */
+	struct job		*stale;		/* leases too short: give back */
 	struct writer		 wr;
 	struct whk_buf		 out;		/* the writer's: lines awaiting commit */
 	struct job		*spare;		/* jobs to reuse */
@@ -702,6 +703,7 @@ record(struct deliver *d, struct txn *t, struct job *j, struct whk_err *err)
 	struct whk_attempt a;
 	char why[600], reason[128];
 	int64_t now = whk_now_ms();
+	int rc;
 
 	memset(&a, 0, sizeof(a));
 	a.webhook_seq = j->w.seq;
@@ -724,8 +726,13 @@ record(struct deliver *d, struct txn *t, struct job *j, struct whk_err *err)
 		/* A receiver may ask for a pause, not for a year of one. */
 		a.retry_after = now + (r->retry_after_s < RETRY_AFTER_MAX ?
 		    r->retry_after_s : RETRY_AFTER_MAX) * 1000;
-	if (whk_store_attempt_record(d->store, &a, err) == -1)
+	a.owner = d->owner;
+	if ((rc = whk_store_attempt_record(d->store, &a, err)) == -1)
 		return -1;
+	if (rc == 1)
+		warnx_("webhook %s: its lease ran out before the attempt was "
+		    "recorded, and another deliverer took it over; the attempt "
+		    "is recorded, the webhook's state left to it", j->w.id);
 	if (r->status == 410 && !j->ep->gone && !j->ep->disabling) {
 		snprintf(reason, sizeof(reason), "410 Gone from the receiver "
 		    "(webhook %s)", j->w.id);
@@ -839,6 +846,36 @@ launch(struct deliver *d, struct job *j, struct whk_err *err)
 }
 
 /*
+ * A claim whose lease would not outlive its request by half the margin
+ * (its endpoint's timeout grew, or its concurrency shrank, since the
+ * claim) is not sent: another deliverer could take it over mid-flight.
+ * It is given back and claimed again, first in its endpoint's queue,
+ * with a lease for the endpoint as it is now.
+ */
+static int
+reclaim(struct deliver *d, struct job *j)
+{
+	struct dep *ep = j->ep;
+	struct job *give;
+
+	if ((give = job_new(d)) == NULL)
+		return -1;
+	give->ep = ep;
+	give->w.seq = j->w.seq;
+	give->next = d->stale;
+	d->stale = give;
+	d->claimed_total--;
+	if (ep->e.rate > 0)
+		ep->tokens += 1.0;
+	if ((j->next = ep->head) == NULL)
+		ep->tail = j;
+	ep->head = j;
+	ep->queued++;
+	d->queued++;
+	return 0;
+}
+
+/*
  * Start claimed webhooks while their endpoints and the whole have free
  * slots, one endpoint after another so none waits behind a busy one.
  */
@@ -864,6 +901,13 @@ start_ready(struct deliver *d, struct whk_err *err)
 			j->next = NULL;
 			ep->ready--;
 			d->ready--;
+			if (j->lease - whk_now_ms() < ep->e.timeout_ms +
+			    LEASE_MARGIN_MS / 2) {
+				if (reclaim(d, j) == -1)
+					return oom(err);
+				progress = 1;
+				continue;
+			}
 			if (launch(d, j, err) == -1) {
 				/* Its lease runs out; the attempt is recorded then. */
 				job_put(d, j);
@@ -883,10 +927,11 @@ start_ready(struct deliver *d, struct whk_err *err)
 static struct job *
 to_release(struct deliver *d)
 {
-	struct job *list = NULL, *j;
+	struct job *list = d->stale, *j;
 	size_t k;
 	int all = stop || d->closing;
 
+	d->stale = NULL;
 	for (k = 0; k < d->neps && d->ready > 0; k++) {
 		struct dep *ep = d->eps[k];
 
@@ -912,6 +957,8 @@ releasable(const struct deliver *d)
 {
 	size_t k;
 
+	if (d->stale)
+		return 1;
 	if (d->ready == 0)
 		return 0;
 	if (stop || d->closing)
@@ -986,11 +1033,15 @@ plan(struct deliver *d)
 			if (d->limit > 0 && d->claimed_total >= d->limit)
 				break;
 			j = dequeue(d, ep);
-			j->lease = whk_now_ms() + ep->e.timeout_ms +
+			/*
+			 * The lease outlives the request by the margin,
+			 * counted from when it can start at the latest: with
+			 * k claims of its endpoint before it, once k /
+			 * concurrency requests each ran their timeout.
+			 */
+			j->lease = whk_now_ms() + ep->e.timeout_ms * (int64_t)(1 +
+			    (ep->inflight + ep->ready) / (size_t)ep->e.concurrency) +
 			    LEASE_MARGIN_MS;
-			if (ep->inflight + ep->ready >= (size_t)ep->e.concurrency)
-				/* In reserve: it waits for one request at most. */
-				j->lease += ep->e.timeout_ms;
 			if (ep->e.rate > 0)
 				ep->tokens -= 1.0;
 			ep->ready++;
@@ -1618,6 +1669,7 @@ main(int argc, char *argv[])
 	whk_http_free(d.http);
 	/* Finished, but left unrecorded by a store that failed. */
 	free_list(d.done);
+	free_list(d.stale);
 	free_list(d.spare);
 	free(d.fresh);
 	for (i = 0; i < d.neps; i++)

@@ -318,10 +318,16 @@ static const char *sql[S_COUNT] = {
 	    " WHERE w.seq = ?1 ORDER BY j.key",
 	[S_WEBHOOK_FIND] = WEBHOOK_COLUMNS " WHERE id = ?1",
 	[S_WEBHOOK_GET] = WEBHOOK_COLUMNS " WHERE seq = ?1",
-	/* The first-attempt lane: webhooks_fresh, oldest first. */
+	/*
+	 * The first-attempt lane: webhooks_fresh, oldest first; with the
+	 * first attempts of deliverers that died (their claim records the
+	 * lost attempt), so that the reconciliation run alone leaves
+	 * nothing behind.
+	 */
 	[S_WEBHOOKS_FRESH] = WEBHOOK_COLUMNS " WHERE endpoint_id = ?1"
 	    " AND attempts = 0 AND state = 'pending' AND seq > ?2"
-	    " AND lease_until IS NULL ORDER BY seq LIMIT ?3",
+	    " AND (lease_until IS NULL OR lease_until <= ?4)"
+	    " ORDER BY seq LIMIT ?3",
 	[S_WEBHOOK_LEASE] = "UPDATE webhooks SET lease_until = ?2,"
 	    " lease_owner = ?3 WHERE seq = ?1",
 	[S_WEBHOOK_RELEASE] = "UPDATE webhooks SET lease_until = NULL,"
@@ -335,7 +341,7 @@ static const char *sql[S_COUNT] = {
 	    " last_error = ?6, delivered_at = coalesce(?7, delivered_at),"
 	    " next_at = ?8, not_before = ?9, lease_until = NULL,"
 	    " lease_owner = NULL, resend = ?10, handed_until = NULL"
-	    " WHERE seq = ?1",
+	    " WHERE seq = ?1 AND (?11 IS NULL OR lease_owner IS ?11)",
 	[S_ENDPOINT_DISABLE] = "UPDATE endpoints SET disabled_at = ?2,"
 	    " disabled_reason = ?3, updated_at = ?2 WHERE id = ?1"
 	    " AND disabled_at IS NULL",
@@ -1616,6 +1622,7 @@ whk_store_webhooks_fresh(struct whk_store *s, int64_t endpoint_id,
 	sqlite3_bind_int64(st, 1, endpoint_id);
 	sqlite3_bind_int64(st, 2, after);
 	sqlite3_bind_int64(st, 3, (int64_t)max);
+	sqlite3_bind_int64(st, 4, whk_now_ms());
 	while (*n < max && (rc = sqlite3_step(st)) == SQLITE_ROW)
 		webhook_row(st, &out[(*n)++]);
 	sqlite3_reset(st);
@@ -1679,7 +1686,15 @@ whk_store_attempt_record(struct whk_store *s, struct whk_attempt *a,
 	bind_ms(st, 8, a->delivered ? 0 : a->next_at);
 	bind_ms(st, 9, a->delivered ? 0 : a->retry_after);
 	sqlite3_bind_int(st, 10, a->keep_resend ? 1 : 0);
-	return step_done(s, st, err);
+	bind_text(st, 11, a->owner);
+	if (step_done(s, st, err) == -1)
+		return -1;
+	/*
+	 * Not the owner's any more: its lease ran out and another deliverer
+	 * took the webhook over.  The attempt happened and stays recorded;
+	 * the webhook's state is the new owner's to write.
+	 */
+	return sqlite3_changes(s->db) == 0 && a->owner ? 1 : 0;
 }
 
 /*

@@ -440,8 +440,10 @@ struct whk_attempt {
 	int64_t		 retry_after;	/* ms; 0: none */
 	int64_t		 next_at;	/* when failed: 0 means given up */
 	int		 keep_resend;	/* a resend still owed after this */
+	const char	*owner;		/* whose lease it ends; NULL: any */
 	char		 id[WHK_ID_LEN];	/* the atm_ id made */
 };
+/* 0; 1 when recorded but the webhook was no longer a->owner's; -1. */
 int	 whk_store_attempt_record(struct whk_store *, struct whk_attempt *,
 	    struct whk_err *);
 int	 whk_store_endpoint_disable(struct whk_store *, int64_t id,

@@ -945,7 +945,58 @@ whk-deliver: line 7: not a JSON object but array"
 	assert_output "delivered|2|1|1"
 }
 
-@test "kill -9 mid-flight: --pending sends what was never sent; what was in flight stays leased until the lease runs out, then goes again; nothing lost" {
+@test "a late result never overwrites a webhook another deliverer took over: the attempt is recorded, the webhook left to it" {
+	receiver_start
+	ep s '/slow?ms=1500'
+	hooks s 1 >recs
+	id=$(jq -r .webhook recs)
+	whk-deliver <recs >out 2>err 3>&- &
+	pid=$!
+	wait_sql "SELECT lease_owner IS NOT NULL FROM webhooks" 1
+	# As when this deliverer's lease ran out and another claimed it.
+	until=$(($(date +%s) * 1000 + 600000))
+	sql "UPDATE webhooks SET lease_owner = 'elsewhere:1', lease_until = $until"
+	status=0
+	wait "$pid" || status=$?
+	assert_equal "$status" 0
+	assert_equal "$(cat err)" "whk-deliver: webhook $id: its lease ran out before the attempt was recorded, and another deliverer took it over; the attempt is recorded, the webhook's state left to it"
+	like "$(cat out)" "{\"webhook\":\"$id\",\"endpoint\":\"s\",\"attempt\":1,\"kind\":\"first\",\"status\":200,\"ms\":@N@,\"outcome\":\"delivered\",\"error\":null}"
+	run sql "SELECT n, status, outcome FROM attempts"
+	assert_output "1|200|delivered"
+	run sql "SELECT state, attempts, lease_owner, lease_until FROM webhooks"
+	assert_output "pending|0|elsewhere:1|$until"
+}
+
+@test "a claim whose lease no longer outlives its endpoint's timeout is given back and claimed again, never sent on the short lease" {
+	receiver_start
+	ep s '/slow?ms=300' --timeout 1s --concurrency 1
+	hooks s 30 >recs
+	whk-deliver <recs >out 2>err 3>&- &
+	pid=$!
+	# Answers came in, so it holds claims in reserve, leased for 1 s each.
+	wait_sql "SELECT count(*) > 1 FROM webhooks WHERE lease_owner IS NOT NULL" 1
+	whk-endpoint set s --timeout 60s --url "$RECEIVER/never" >/dev/null
+	for i in $(seq 200); do
+		received | grep -q '"path":"/never"' && break
+		sleep 0.05
+	done
+	received | jq -r 'select(.path == "/never") | "\(.id) \(.t * 1000 | floor)"' >never
+	kill -9 "$pid"
+	wait "$pid" || true
+	[ -s never ]
+	# Each request of the new settings holds a lease for its 60 s and
+	# at least 15 s more, counted from when it reached the receiver.
+	while read -r id t; do
+		until=$(sql "SELECT lease_until FROM webhooks WHERE id = '$id'")
+		[ "$until" -ge $((t + 75000)) ] ||
+			fail "$id: sent at $t with a lease until $until"
+	done <never
+	# Nothing was sent twice, nor given back and lost.
+	run eval 'received | jq -r .id | sort | uniq -d'
+	assert_output ""
+}
+
+@test "kill -9 mid-flight: --pending sends what was never sent; what was in flight stays leased until the lease runs out, then --pending sends it again; nothing lost" {
 	receiver_start
 	ep k /never --timeout 5s --concurrency 3
 	hooks k 8 >recs
@@ -968,14 +1019,18 @@ whk-deliver: line 7: not a JSON object but array"
 	run comm -12 sent inflight
 	assert_output ""
 	assert_equal "$(leased)" 3
-	# Fed again while the leases hold: nothing is sent.
+	# Fed again, or --pending again, while the leases hold: nothing is sent.
 	run --separate-stderr whk-deliver <recs
 	assert_success
 	assert_output ""
-	# The leases ran out (timeout 5s + 30s): each lost attempt is recorded
-	# and printed, and the webhook goes again at once.
+	run --separate-stderr whk-deliver --pending </dev/null
+	assert_success
+	assert_output ""
+	# The leases ran out (timeout 5s + 30s): the reconciliation run alone
+	# records each lost attempt and prints it, and sends the webhook again
+	# at once.
 	later=$(($(date +%s) + 60))
-	WHK_NOW=$later run --separate-stderr whk-deliver <recs
+	WHK_NOW=$later run --separate-stderr whk-deliver --pending </dev/null
 	assert_failure 1
 	[ -z "$stderr" ]
 	[ "${#lines[@]}" -eq 6 ]
