@@ -95,7 +95,10 @@ static const struct option longopts[] = {
 
 struct dep;
 
-/* What a request needs while it runs: made when the webhook is claimed. */
+/*
+ * What a request needs while it runs: its body, read at the claim; the
+ * rest, made as it starts.
+ */
 struct flight {
 	struct whk_buf		 body;
 	struct whk_buf		 sig;
@@ -763,34 +766,43 @@ lost_line(struct deliver *d, struct txn *t, const struct job *j)
 	return d->out.oom ? -1 : 0;
 }
 
-/*
- * What a claim needs of the store: the stored body byte for byte, signed
- * with every secret valid now.
- */
+/* What a claim needs of the store: the stored body byte for byte. */
 static int
 prepare(struct deliver *d, struct job *j, struct whk_err *err)
 {
-	struct dep *ep = j->ep;
 	struct flight *f;
+
+	if ((f = j->f) == NULL && (f = j->f = calloc(1, sizeof(*f))) == NULL)
+		return oom(err);
+	whk_buf_reset(&f->body);
+	if (whk_store_webhook_body(d->store, j->w.seq, &f->body, err) == -1)
+		return -1;
+	if (f->body.data == NULL)
+		whk_buf_add(&f->body, "", 0);
+	return 0;
+}
+
+/*
+ * Sign as the request starts, not when it was claimed: a claim may wait
+ * in reserve for some requests' time, and a receiver checks that the
+ * timestamp is recent.  Every secret valid now signs.
+ */
+static int
+sign(struct job *j, int64_t now, struct whk_err *err)
+{
+	struct dep *ep = j->ep;
+	struct flight *f = j->f;
 	struct whk_key *keys[2];
 	size_t nk = 0;
-	int64_t now = whk_now_ms();
 	int rotating = ep->e.old_secret && ep->e.old_secret_until > now;
 
 	if (ep->key == NULL || (rotating && ep->old_key == NULL))
 		return whk_error(err, WHK_EXIT_PARTIAL, "endpoint '%s': invalid "
 		    "secret", ep->e.name);
-	if ((f = j->f) == NULL && (f = j->f = calloc(1, sizeof(*f))) == NULL)
-		return oom(err);
-	whk_buf_reset(&f->body);
-	whk_buf_reset(&f->sig);
-	if (whk_store_webhook_body(d->store, j->w.seq, &f->body, err) == -1)
-		return -1;
-	if (f->body.data == NULL)
-		whk_buf_add(&f->body, "", 0);
 	keys[nk++] = ep->key;
 	if (rotating)
 		keys[nk++] = ep->old_key;
+	whk_buf_reset(&f->sig);
 	whk_buf_puts(&f->sig, "webhook-signature: ");
 	if (whk_sign(keys, nk, j->w.id, now / 1000, f->body.data,
 	    f->body.len, &f->sig, err) == -1)
@@ -812,6 +824,9 @@ launch(struct deliver *d, struct job *j, struct whk_err *err)
 	struct flight *f = j->f;
 	size_t k = 0;
 
+	j->started_at = whk_now_ms();
+	if (sign(j, j->started_at, err) == -1)
+		return -1;
 	if (f->headers_cap < 4 + ep->nhdr) {
 		free(f->headers);
 		f->headers_cap = 0;
@@ -837,7 +852,6 @@ launch(struct deliver *d, struct job *j, struct whk_err *err)
 	    ep->e.timeout_ms : CONNECT_MAX_MS;
 	f->req.allow_private = ep->e.allow_private;
 	f->req.user = j;
-	j->started_at = whk_now_ms();
 	if (whk_http_start(d->http, &f->req, err) == -1)
 		return -1;
 	ep->inflight++;

@@ -219,6 +219,23 @@ wait_sql() {
 	assert_output true
 }
 
+@test "webhook-timestamp is when the request started, also for claims that waited in reserve" {
+	receiver_start
+	ep r '/slow?ms=1100' --concurrency 1
+	hooks r 6 >recs
+	run --separate-stderr whk-deliver <recs
+	assert_success
+	[ "${#lines[@]}" -eq 6 ]
+	# Once one answered, it held claims in reserve, for seconds.  Yet
+	# each request reached the receiver in the second it was signed in,
+	# or the next one when the second turned in between, and was signed
+	# for that time.
+	run eval 'received | jq "(.t | floor) - (.timestamp | tonumber) | . == 0 or . == 1" | sort -u'
+	assert_output true
+	run eval 'received | sigcheck "$(sql "SELECT secret FROM endpoints")"'
+	assert_output "6 ok"
+}
+
 @test "bodies of any size go at once: no request waits for \"100 Continue\"" {
 	receiver_start
 	ep a /ok
