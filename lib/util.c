@@ -717,6 +717,21 @@ v6_private(const unsigned char *b)
 	if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0 ||
 	    memcmp(b, zero, 12) == 0)	/* mapped, NAT64, compatible, ::1 */
 		return memcmp(b, zero, 12) == 0 ? 1 : v4_private(v4);
+	/* IPv4-translated (::ffff:0:0:0/96): the last four bytes. */
+	if (memcmp(b, zero, 8) == 0 && b[8] == 0xff && b[9] == 0xff &&
+	    b[10] == 0 && b[11] == 0)
+		return v4_private(v4);
+	/* 6to4 (2002::/16): the IPv4 address after the prefix. */
+	if (b[0] == 0x20 && b[1] == 0x02)
+		return v4_private((uint32_t)b[2] << 24 | (uint32_t)b[3] << 16 |
+		    (uint32_t)b[4] << 8 | b[5]);
+	/* Teredo (2001::/32): the server's, and the client's inverted. */
+	if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0)
+		return v4_private((uint32_t)b[4] << 24 | (uint32_t)b[5] << 16 |
+		    (uint32_t)b[6] << 8 | b[7]) || v4_private(~v4);
+	/* Local-use NAT64 (64:ff9b:1::/48) reaches what the site maps. */
+	if (memcmp(b, nat64, 4) == 0 && b[4] == 0 && b[5] == 1)
+		return 1;
 	return (b[0] & 0xfe) == 0xfc ||			/* unique local */
 	    (b[0] == 0xfe && (b[1] & 0xc0) == 0x80) ||	/* link-local */
 	    (b[0] == 0xfe && (b[1] & 0xc0) == 0xc0) ||	/* site-local */

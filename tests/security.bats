@@ -257,6 +257,12 @@ s.serve_forever()' "$1" "$2" "$dir") </dev/null >"$dir/stderr" 2>&1 3>&- &
 	http://[::ffff:7f00:1]/ [::ffff:7f00:1]
 	http://[::ffff:169.254.169.254]/ [::ffff:169.254.169.254]
 	http://[64:ff9b::a9fe:a9fe]/ [64:ff9b::a9fe:a9fe]
+	http://[64:ff9b:1::808:808]/ [64:ff9b:1::808:808]
+	http://[::ffff:0:7f00:1]/ [::ffff:0:7f00:1]
+	http://[2002:7f00:1::]/ [2002:7f00:1::]
+	http://[2002:a9fe:a9fe::1]/ [2002:a9fe:a9fe::1]
+	http://[2001:0:4136:e378:8000:63bf:80ff:fffe]/ [2001:0:4136:e378:8000:63bf:80ff:fffe]
+	http://[2001:0:a00:1:8000:63bf:f7f7:f7f7]/ [2001:0:a00:1:8000:63bf:f7f7:f7f7]
 	http://[::1%25lo]/ [::1]
 	http://[fe80::1%25eth0]/ [fe80::1]
 	HTTP://127.0.0.1/ 127.0.0.1
@@ -295,9 +301,18 @@ s.serve_forever()' "$1" "$2" "$dir") </dev/null >"$dir/stderr" 2>&1 3>&- &
 		k=$((k + 1))
 		whk-endpoint add "p$k" "$url" --allow-private >/dev/null
 	done <urls
-	[ "$k" -eq 27 ]
+	[ "$k" -eq 33 ]
 	run sql "SELECT url || ' ' || allow_private FROM endpoints WHERE name != 'pub' ORDER BY id"
 	assert_output "$(sed 's/$/ 1/' urls)"
+	# Public addresses, and public ones embedded in transition forms, pass.
+	for url in 'http://[2606:4700::1111]/' 'http://[2002:808:808::1]/' \
+	    'http://[64:ff9b::808:808]/' 'http://[::ffff:0:808:808]/' \
+	    'http://[2001:0:808:808:8000:63bf:f7f7:f7f7]/'; do
+		k=$((k + 1))
+		try -q whk-endpoint add "p$k" "$url"
+		expect 0 ""
+	done
+	tried
 }
 
 @test "SSRF at connect time: URLs put in the store behind whk-endpoint's back, in every spelling, are refused by the address connected to: a failed attempt with the reason, nothing sent; --allow-private then delivers them" {
@@ -327,6 +342,8 @@ s.serve_forever()' "$1" "$2" "$dir") </dev/null >"$dir/stderr" 2>&1 3>&- &
 	169.254.169.254 169.254.169.254
 	[::ffff:169.254.169.254] ::ffff:169.254.169.254
 	[64:ff9b::a9fe:a9fe] 64:ff9b::a9fe:a9fe
+	[2002:a9fe:a9fe::1] 2002:a9fe:a9fe::1
+	[64:ff9b:1::a9fe:a9fe] 64:ff9b:1::a9fe:a9fe
 	192.168.0.1 192.168.0.1
 	EOF
 	whk-ingest <ev | whk-batch >recs
