@@ -103,6 +103,35 @@ wait_sql() {
 	[ ! -e "$WHK_STORE" ]
 }
 
+@test "on a terminal, a progress line on stderr: sent, delivered, failed, in flight, rate; none with -q or when stderr is not a terminal" {
+	receiver_start
+	ep a /ok
+	ep f /status/500
+	ep s '/slow?ms=400' --concurrency 1
+	{
+		hooks a 3
+		hooks f 3
+		hooks s 3
+	} >recs
+	# The terminal's output: the line redrawn in place (CR, erase to the
+	# end), the last one ended by a newline.
+	script -qec 'whk-deliver <recs >/dev/null' /dev/null </dev/null >tty || true
+	run eval "tr '\r' '\n' <tty | sed 's/\x1b\[K//' | grep -v '^\$'"
+	like "${lines[-1]}" "whk-deliver: sent 9, delivered 6, failed 3, in flight 0, @N@/s"
+	# While the slow ones went one at a time, it said so.
+	printf '%s\n' "${lines[@]}" | grep -q ', in flight 1, '
+	[ "$(tail -c 1 tty | od -An -c | tr -d ' ')" = '\n' ]
+	# -q: nothing.
+	hooks f 1 >recs
+	script -qec 'whk-deliver -q <recs >/dev/null' /dev/null </dev/null >tty || true
+	assert_equal "$(cat tty)" ""
+	# Standard output on the terminal, standard error not: nothing there.
+	hooks f 1 >recs
+	script -qec 'whk-deliver <recs 2>err' /dev/null </dev/null >tty || true
+	assert_equal "$(cat err)" ""
+	like "$(tr -d '\r' <tty)" '{"webhook":"@MSG@","endpoint":"f","attempt":1,"kind":"first","status":500,"ms":@N@,"outcome":"failed","error":"HTTP 500"}'
+}
+
 @test "bad options and values: exit 2 with a clear message, nothing sent" {
 	receiver_start
 	ep a /ok
@@ -745,6 +774,63 @@ silent|1|failed|1|failed|1|1|1"
 	echo "span: $output s"
 	run eval "received | jq -s '(map(.t) | max) - (map(.t) | min) >= 0.8'"
 	assert_output true
+}
+
+@test "waiting for a slot or for --rate never counts against a request's timeout" {
+	receiver_start
+	ep one '/slow?ms=700' --timeout 1s --concurrency 1
+	ep paced '/slow?ms=300' --timeout 1s --rate 2
+	{
+		hooks one 4
+		hooks paced 6
+	} >recs
+	run --separate-stderr whk-deliver <recs
+	assert_success
+	[ "${#lines[@]}" -eq 10 ]
+	# Each waited longer than its timeout in all, and none timed out.
+	run eval "received | jq -s 'group_by(.path) | map((map(.t) | max) - (map(.t) | min) > 1.5) | unique'"
+	assert_output $'[\n  true\n]'
+	run sql "SELECT outcome, count(*), max(ms) < 1000 FROM attempts GROUP BY 1"
+	assert_output "delivered|10|1"
+}
+
+@test "connections are kept alive and reused: one per slot, not one per request" {
+	receiver_start
+	ep one /ok --concurrency 1
+	ep four '/slow?ms=20' --concurrency 4
+	hooks one 10 >recs
+	run --separate-stderr whk-deliver <recs
+	assert_success
+	run eval "received | jq -r .conn | sort -u | wc -l"
+	assert_output 1
+	hooks four 24 >recs
+	run --separate-stderr whk-deliver <recs
+	assert_success
+	run eval "received | jq -r 'select(.path != \"/ok\") | .conn' | sort -u | wc -l"
+	echo "connections for 24 requests, 4 at a time: $output"
+	[ "$output" -ge 2 ] && [ "$output" -le 4 ]
+}
+
+@test "fail-first k=3: failed three times through the retry lane, delivered on the fourth attempt, the same webhook-id each time" {
+	receiver_start
+	ep f '/fail-first?k=3' --schedule '1m*5'
+	hooks f 1 >recs
+	id=$(jq -r .webhook recs)
+	run whk-deliver <recs
+	assert_failure 1
+	t=$(date +%s)
+	for k in 1 2 3; do
+		t=$((t + 120))
+		WHK_NOW=$t run --separate-stderr sh -c 'whk-retry | whk-deliver'
+		[ "$k" -lt 3 ] && assert_failure 1 || assert_success
+	done
+	run sql "SELECT n, kind, status, outcome FROM attempts ORDER BY n"
+	assert_output $'1|first|500|failed\n2|retry|500|failed\n3|retry|500|failed\n4|retry|200|delivered'
+	run eval 'received | jq -r "[.id, .attempt, .status] | @tsv"'
+	assert_output "$id	1	500
+$id	2	500
+$id	3	500
+$id	4	200"
 }
 
 # --- selecting work --------------------------------------------------------
