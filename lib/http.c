@@ -226,6 +226,7 @@ whk_http_start(struct whk_http *h, struct whk_http_req *r,
 {
 	static char expect[] = "Expect:";
 	struct curl_slist *l = NULL;
+	const char *ca;
 	CURL *c;
 	size_t i, n;
 
@@ -255,6 +256,17 @@ whk_http_start(struct whk_http *h, struct whk_http_req *r,
 		curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
 		curl_easy_setopt(c, CURLOPT_HTTP_VERSION,
 		    (long)CURL_HTTP_VERSION_2TLS);
+		/*
+		 * The certificate authorities curl(1) would trust: receivers
+		 * on a private PKI are common, and every deliverer in cron
+		 * would otherwise need a changed system store.
+		 */
+		if ((ca = getenv("CURL_CA_BUNDLE")) != NULL && *ca)
+			curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+		else if ((ca = getenv("SSL_CERT_FILE")) != NULL && *ca)
+			curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+		if ((ca = getenv("SSL_CERT_DIR")) != NULL && *ca)
+			curl_easy_setopt(c, CURLOPT_CAPATH, ca);
 		curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 		curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, pre_request);
 		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);

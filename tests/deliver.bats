@@ -794,6 +794,52 @@ silent|1|failed|1|failed|1|1|1"
 	assert_output "delivered|10|1"
 }
 
+@test "https: the receiver's certificate is verified, against CURL_CA_BUNDLE or SSL_CERT_FILE when given; HTTP/2 where the receiver offers it" {
+	# Only the system's authorities, unless a step below says otherwise.
+	unset CURL_CA_BUNDLE SSL_CERT_FILE SSL_CERT_DIR
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	    -keyout key.pem -out cert.pem -subj /CN=127.0.0.1 \
+	    -addext subjectAltName=IP:127.0.0.1 -days 2 2>/dev/null
+	mkdir www
+	: >www/hook
+	port=$(free_port)
+	# An HTTP/2 server over TLS that answers a POST with its body.
+	nghttpd --echo-upload -v -d www "$port" key.pem cert.pem \
+	    </dev/null >h2.log 2>&1 3>&- &
+	echo "$!" >>"$BATS_TEST_TMPDIR/receivers"
+	for i in $(seq 200); do
+		(exec 4<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+		sleep 0.05
+	done
+	whk-endpoint add h "https://127.0.0.1:$port/hook" --allow-private \
+	    --tenant h >/dev/null
+	# A certificate nobody vouches for: failed, nothing sent over it.
+	hooks h 2 >recs
+	run --separate-stderr whk-deliver <recs
+	assert_failure 1
+	run eval "jq -r '[.status, .error] | @tsv' <<<\"\$output\" | sort -u"
+	assert_output $'\tSSL certificate problem: self-signed certificate'
+	# Vouched for, either way.
+	hooks h 4 >recs
+	SSL_CERT_FILE=$PWD/cert.pem run --separate-stderr whk-deliver <recs
+	assert_success
+	[ "${#lines[@]}" -eq 4 ]
+	hooks h 2 >recs
+	CURL_CA_BUNDLE=$PWD/cert.pem run --separate-stderr whk-deliver <recs
+	assert_success
+	[ "${#lines[@]}" -eq 2 ]
+	# Over HTTP/2 (pseudo-headers, streams), with our headers, the
+	# answer read back: each delivered attempt kept its own body.
+	assert_equal "$(grep -c 'recv (stream_id=[0-9]*) :method: POST' h2.log)" 6
+	assert_equal "$(grep -c 'recv (stream_id=[0-9]*) user-agent: whk/' h2.log)" 6
+	assert_equal "$(grep -c 'recv (stream_id=[0-9]*) webhook-signature: v1,' h2.log)" 6
+	run sql "SELECT count(*) FROM attempts a JOIN webhooks w
+	    ON w.seq = a.webhook_seq JOIN events e ON e.seq = w.event_seqs ->> 0
+	    WHERE a.outcome = 'delivered' AND a.status = 200
+	    AND a.response = CAST(e.body AS TEXT)"
+	assert_output 6
+}
+
 @test "connections are kept alive and reused: one per slot, not one per request" {
 	receiver_start
 	ep one /ok --concurrency 1

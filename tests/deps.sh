@@ -4,7 +4,8 @@
 # "deps.sh fuzz": what make fuzz needs besides (clang and libFuzzer).
 pkgs="make gcc pkg-config libcurl4-openssl-dev libsqlite3-dev libjq-dev
 libonig-dev libssl-dev sqlite3 bats bats-support bats-assert bats-file
-curl jq time python3 bc mandoc bash-completion zsh fish openssl"
+curl jq time python3 bc mandoc bash-completion zsh fish openssl
+nghttp2-server"
 [ "${1:-}" = fuzz ] && pkgs="$pkgs clang libclang-rt-dev"
 
 command -v dpkg-query >/dev/null 2>&1 || {
