@@ -1,6 +1,6 @@
 #!/usr/bin/env bats
-# Receiver faults: whk-deliver against receivers that refuse, reset,
-# trickle, never answer, answer garbage, answer too much, redirect for
+# Receiver faults: whk-deliver against receivers that refuse, reset, hang
+# up without a word, trickle, never answer, answer garbage, answer too much, redirect for
 # ever, show a certificate nobody signed, or have no name.  Each is a
 # failed attempt with its own reason, the rest of the run goes on, and the
 # slow lane delivers once the receiver is fixed.
@@ -75,7 +75,7 @@ feed() {
 }
 
 # The faulty endpoints, one webhook each, in the order they are fed.
-FAULTS=(refused reset trickle silent garbage huge loop tls dns)
+FAULTS=(refused reset empty trickle silent garbage huge loop tls dns)
 
 # faults: the test receiver, the TLS server, an endpoint for each fault
 # and a healthy one, "fine"; writes recs, one webhook of each fault with
@@ -86,6 +86,7 @@ faults() {
 	PORT=$(free_port)
 	at refused "http://127.0.0.1:$PORT/ok"
 	ep reset /reset
+	ep empty /close
 	ep trickle '/slow-body?status=500' --timeout 1s
 	ep silent /never --timeout 1s
 	ep garbage /garbage
@@ -107,10 +108,11 @@ faults() {
 	run --separate-stderr timeout 30 whk-deliver <recs
 	assert_failure 1
 	[ -z "$stderr" ]
-	[ "${#lines[@]}" -eq 18 ]
+	[ "${#lines[@]}" -eq 20 ]
 	printf '%s\n' "$output" >out
 	like "$(line_of refused)" "{\"webhook\":\"@MSG@\",\"endpoint\":\"refused\",\"attempt\":1,\"kind\":\"first\",\"status\":null,\"ms\":@N@,\"outcome\":\"failed\",\"error\":\"Failed to connect to 127.0.0.1 port $PORT after @N@ ms: Connection refused\"}"
 	like "$(line_of reset)" '{"webhook":"@MSG@","endpoint":"reset","attempt":1,"kind":"first","status":null,"ms":@N@,"outcome":"failed","error":"Recv failure: Connection reset by peer"}'
+	like "$(line_of empty)" '{"webhook":"@MSG@","endpoint":"empty","attempt":1,"kind":"first","status":null,"ms":@N@,"outcome":"failed","error":"Empty reply from server"}'
 	like "$(line_of trickle)" '{"webhook":"@MSG@","endpoint":"trickle","attempt":1,"kind":"first","status":500,"ms":@N@,"outcome":"failed","error":"timed out after @N@ ms reading the response"}'
 	like "$(line_of silent)" '{"webhook":"@MSG@","endpoint":"silent","attempt":1,"kind":"first","status":null,"ms":@N@,"outcome":"failed","error":"timed out after @N@ ms waiting for the response"}'
 	like "$(line_of garbage)" '{"webhook":"@MSG@","endpoint":"garbage","attempt":1,"kind":"first","status":null,"ms":@N@,"outcome":"failed","error":"invalid HTTP response: Received HTTP/0.9 when not allowed"}'
@@ -124,7 +126,7 @@ faults() {
 	[ "$(line_of silent | jq .ms)" -ge 990 ]
 	# The healthy webhooks, fed between the faults: all delivered.
 	run eval 'line_of fine | jq -r "[.attempt, .status, .outcome, .error] | @tsv"'
-	assert_output "$(yes $'1\t200\tdelivered\t' | head -n 9)"
+	assert_output "$(yes $'1\t200\tdelivered\t' | head -n 10)"
 	# What was printed is what the store holds, attempt by attempt.
 	jq -r '[.webhook, .attempt, .status, .ms, .outcome, .error] |
 	    join("|")' out | sort >printed
@@ -134,7 +136,7 @@ faults() {
 	run diff printed stored
 	assert_success
 	run sql "SELECT count(*) FROM attempts"
-	assert_output 18
+	assert_output 20
 	# Each failed webhook waits for whk-retry, unscheduled, unleased.
 	run sql "SELECT e.name, w.state, w.attempts, w.last_status IS a.status,
 	    w.last_error IS a.error, w.delivered_at IS NULL, w.next_at IS NULL,
@@ -142,7 +144,8 @@ faults() {
 	    JOIN attempts a ON a.webhook_seq = w.seq
 	    GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1"
 	assert_output "dns|failed|1|1|1|1|1|1
-fine|delivered|1|1|1|0|1|9
+empty|failed|1|1|1|1|1|1
+fine|delivered|1|1|1|0|1|10
 garbage|failed|1|1|1|1|1|1
 huge|failed|1|1|1|1|1|1
 loop|failed|1|1|1|1|1|1
@@ -152,20 +155,24 @@ silent|failed|1|1|1|1|1|1
 tls|failed|1|1|1|1|1|1
 trickle|failed|1|1|1|1|1|1"
 	assert_equal "$(leased)" 0
-	# The receiver saw each of its faults once (a reset on a reused
-	# connection may be sent once more by libcurl, on a fresh one), the
-	# redirect was not followed, and /ok got fine's webhooks, no others.
-	run eval 'received | jq -r "select(.path != \"/reset\") | .path" |
+	# The receiver saw each of its faults once (a reset or a hang-up on a
+	# reused connection may be sent once more by libcurl, on a fresh
+	# one), the redirect was not followed, and /ok got fine's webhooks,
+	# no others.
+	run eval 'received | jq -r "select(.path != \"/reset\" and .path != \"/close\") | .path" |
 	    sort | uniq -c | tr -s " "'
 	assert_output " 1 /garbage
  1 /huge?status=500
  1 /never
- 9 /ok
+ 10 /ok
  1 /redirect-loop
  1 /slow-body?status=500"
 	run eval 'received | jq -r "select(.path == \"/reset\") | .id" | sort -u'
 	assert_output "$(sql "SELECT w.id FROM webhooks w JOIN endpoints e
 	    ON e.id = w.endpoint_id WHERE e.name = 'reset'")"
+	run eval 'received | jq -r "select(.path == \"/close\") | .id" | sort -u'
+	assert_output "$(sql "SELECT w.id FROM webhooks w JOIN endpoints e
+	    ON e.id = w.endpoint_id WHERE e.name = 'empty'")"
 	received | jq -r 'select(.path == "/ok") | .id' | sort >got
 	sql "SELECT w.id FROM webhooks w JOIN endpoints e ON e.id = w.endpoint_id
 	    WHERE e.name = 'fine'" | sort >want
@@ -178,18 +185,19 @@ trickle|failed|1|1|1|1|1|1"
 	now=$(date +%s)
 	WHK_NOW=$now run --separate-stderr timeout 30 whk-deliver <recs
 	assert_failure 1
-	[ "${#lines[@]}" -eq 18 ]
+	[ "${#lines[@]}" -eq 20 ]
 	printf '%s\n' "$output" >out
 	# The failures, handed over: each scheduled, none due yet.
 	WHK_NOW=$now run --separate-stderr whk-retry -v <out
 	assert_success
 	assert_output ""
-	assert_equal "$stderr" "whk-retry: scheduled 9 (0 dead), emitted 0 (0 probes), held 0 (breaker), rejected 0"
+	assert_equal "$stderr" "whk-retry: scheduled 10 (0 dead), emitted 0 (0 probes), held 0 (breaker), rejected 0"
 	run sql "SELECT e.name, w.state, w.next_at - w.last_attempt_at
 	    BETWEEN 4000 AND 6000 FROM webhooks w
 	    JOIN endpoints e ON e.id = w.endpoint_id
 	    WHERE w.state != 'delivered' ORDER BY e.name"
 	assert_output "dns|failed|1
+empty|failed|1
 garbage|failed|1
 huge|failed|1
 loop|failed|1
@@ -211,14 +219,14 @@ trickle|failed|1"
 	    'whk-retry | timeout 30 whk-deliver'
 	assert_success
 	[ -z "$stderr" ]
-	[ "${#lines[@]}" -eq 9 ]
+	[ "${#lines[@]}" -eq 10 ]
 	for f in "${FAULTS[@]}"; do
 		id=$(jq -r --arg e "$f" 'select(.endpoint == $e) | .webhook' out)
 		like "$(line_of "$f")" "{\"webhook\":\"$id\",\"endpoint\":\"$f\",\"attempt\":2,\"kind\":\"retry\",\"status\":200,\"ms\":@N@,\"outcome\":\"delivered\",\"error\":null}"
 	done
 	run sql "SELECT state, attempts, count(*) FROM webhooks GROUP BY 1, 2"
-	assert_output "delivered|1|9
-delivered|2|9"
+	assert_output "delivered|1|10
+delivered|2|10"
 	assert_equal "$(leased)" 0
 	# The receiver on the refused port got the refused endpoint's webhook;
 	# the other's /ok, fine's and the other faults' webhooks, once each.

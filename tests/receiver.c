@@ -10,7 +10,8 @@
  *     HTTP/1.1 with keep-alive and pipelining, Content-Length and
  *     chunked bodies, "Expect: 100-continue";
  *   - plays a different endpoint for each request path (/ok, /fail,
- *     /status/NNN, /slow, /never, /reset, /garbage, /huge, /redirect,
+ *     /status/NNN, /slow, /never, /reset, /close (hangs up without a
+ *     word), /garbage, /huge, /redirect,
  *     /redirect-loop, /retry-after, /fail-first, /flaky, /slowfail,
  *     /sometimes-never, /slow-body; anything else is 404); the query
  *     string carries the parameters, and "ms=N" delays any answer by N
@@ -133,7 +134,7 @@ struct sb {				/* string builder */
 };
 
 enum action {
-	A_RESPOND, A_NEVER, A_RESET, A_GARBAGE, A_HUGE, A_SLOW_BODY
+	A_RESPOND, A_NEVER, A_RESET, A_CLOSE, A_GARBAGE, A_HUGE, A_SLOW_BODY
 };
 
 static struct {
@@ -1288,6 +1289,8 @@ serve(struct conn *c, struct req *r)
 		act = A_NEVER;
 	else if (strcmp(p, "/reset") == 0)
 		act = A_RESET;
+	else if (strcmp(p, "/close") == 0)
+		act = A_CLOSE;
 	else if (strcmp(p, "/garbage") == 0)
 		act = A_GARBAGE;
 	else if (strcmp(p, "/huge") == 0 || strcmp(p, "/slow-body") == 0) {
@@ -1391,6 +1394,10 @@ serve(struct conn *c, struct req *r)
 		    attempt, c->serial);
 		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
 		return CLOSE_RESET;
+	case A_CLOSE:
+		log_line(r, &done, -1, sig, nsigs, concurrent, inflight,
+		    attempt, c->serial);
+		return CLOSE;
 	case A_GARBAGE:
 		log_line(r, &done, -1, sig, nsigs, concurrent, inflight,
 		    attempt, c->serial);
