@@ -102,6 +102,7 @@ struct dep;
 struct flight {
 	struct whk_buf		 body;
 	struct whk_buf		 sig;
+	struct whk_buf		 hdrs;		/* the endpoint's, copied */
 	char			 h_id[WHK_ID_LEN + 16];
 	char			 h_ts[48];
 	const char		**headers;
@@ -125,6 +126,7 @@ struct job {
 struct dep {
 	struct whk_endpoint	 e;
 	char			*hbuf;		/* its headers, split */
+	size_t			 hlen;
 	const char		**hdr;
 	size_t			 nhdr;
 	struct whk_key		*key, *old_key;	/* NULL: an invalid secret */
@@ -238,6 +240,7 @@ job_free(struct job *j)
 	if (j->f) {
 		whk_buf_free(&j->f->body);
 		whk_buf_free(&j->f->sig);
+		whk_buf_free(&j->f->hdrs);
 		whk_buf_free(&j->f->req.excerpt);
 		free(j->f->headers);
 		free(j->f);
@@ -287,6 +290,7 @@ job_put(struct deliver *d, struct job *j)
 	if (j->f) {
 		buf_keep(&j->f->body);
 		buf_keep(&j->f->sig);
+		buf_keep(&j->f->hdrs);
 		buf_keep(&j->f->req.excerpt);
 	}
 	j->next = d->spare;
@@ -329,6 +333,7 @@ dep_headers(struct dep *ep)
 	ep->nhdr = 0;
 	if (ep->e.headers == NULL || *ep->e.headers == '\0')
 		return 0;
+	ep->hlen = strlen(ep->e.headers) + 1;
 	if ((ep->hbuf = strdup(ep->e.headers)) == NULL)
 		return -1;
 	for (p = ep->hbuf; p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL)
@@ -822,7 +827,7 @@ launch(struct deliver *d, struct job *j, struct whk_err *err)
 {
 	struct dep *ep = j->ep;
 	struct flight *f = j->f;
-	size_t k = 0;
+	size_t i, k = 0;
 
 	j->started_at = whk_now_ms();
 	if (sign(j, j->started_at, err) == -1)
@@ -839,9 +844,18 @@ launch(struct deliver *d, struct job *j, struct whk_err *err)
 	f->headers[k++] = f->h_id;
 	f->headers[k++] = f->h_ts;
 	f->headers[k++] = f->sig.data;
-	if (ep->nhdr > 0)	/* ep->hdr is NULL when there are none */
-		memcpy(f->headers + k, ep->hdr, ep->nhdr * sizeof(*ep->hdr));
-	k += ep->nhdr;
+	/*
+	 * curl reads the list only once connected, and a reload of the
+	 * endpoints frees their headers meanwhile: the request has its own.
+	 */
+	if (ep->nhdr > 0) {
+		whk_buf_reset(&f->hdrs);
+		whk_buf_add(&f->hdrs, ep->hbuf, ep->hlen);
+		if (f->hdrs.oom)
+			return oom(err);
+		for (i = 0; i < ep->nhdr; i++)
+			f->headers[k++] = f->hdrs.data + (ep->hdr[i] - ep->hbuf);
+	}
 	f->req.url = ep->e.url;
 	f->req.headers = f->headers;
 	f->req.nheaders = k;

@@ -840,6 +840,66 @@ silent|1|failed|1|failed|1|1|1"
 	assert_output 6
 }
 
+@test "endpoints reloaded while a request is still connecting: the request keeps its headers whole" {
+	unset CURL_CA_BUNDLE SSL_CERT_FILE SSL_CERT_DIR
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+	    -keyout key.pem -out cert.pem -subj /CN=127.0.0.1 \
+	    -addext subjectAltName=IP:127.0.0.1 -days 2 2>/dev/null
+	port=$(free_port)
+	# A TLS server that takes 2.5 s to shake hands, then logs the
+	# request's head and answers 200.
+	py -c '
+import socket, ssl, sys, threading, time
+port, cert, key, log = sys.argv[1:5]
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(cert, key)
+def serve(c):
+    try:
+        time.sleep(2.5)
+        t = ctx.wrap_socket(c, server_side=True)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            chunk = t.recv(65536)
+            if not chunk:
+                return
+            data += chunk
+        with open(log, "ab") as f:
+            f.write(data.partition(b"\r\n\r\n")[0] + b"\n\n")
+        t.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n"
+            b"Connection: close\r\n\r\n")
+        t.close()
+    except OSError:
+        c.close()
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", int(port)))
+s.listen(8)
+while True:
+    threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()' "$port" cert.pem key.pem slow.log </dev/null >slow.err 2>&1 3>&- &
+	echo "$!" >>"$BATS_TEST_TMPDIR/receivers"
+	for i in $(seq 200); do
+		(exec 4<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
+		sleep 0.05
+	done
+	whk-endpoint add s "https://127.0.0.1:$port/hook" --allow-private \
+	    --tenant s --header 'X-Token: abcdef0123456789' \
+	    --header 'X-Other: two' >/dev/null
+	hooks s 1 >recs
+	SSL_CERT_FILE=$PWD/cert.pem whk-deliver <recs >out 2>err 3>&- &
+	pid=$!
+	wait_sql "SELECT lease_owner IS NOT NULL FROM webhooks" 1
+	# While it connects: every endpoint is loaded again, headers too.
+	whk-endpoint add other https://example.com/hook >/dev/null
+	whk-endpoint set s --header 'X-Other: three' >/dev/null
+	status=0
+	wait "$pid" || status=$?
+	assert_equal "$status: $(cat err)" "0: "
+	run grep -ci '^x-' slow.log
+	assert_output 2
+	run grep -i '^x-' slow.log
+	assert_output $'X-Token: abcdef0123456789\r\nX-Other: two\r'
+}
+
 @test "connections are kept alive and reused: one per slot, not one per request" {
 	receiver_start
 	ep one /ok --concurrency 1
