@@ -117,7 +117,8 @@ struct job {
 	struct whk_webhook	 w;
 	const char		*kind;
 	int64_t			 n;		/* the attempt's number */
-	int64_t			 lease;		/* until, asked for the claim */
+	int64_t			 lease_for;	/* ms, asked for the claim */
+	int64_t			 lease;		/* until: the claim's */
 	int64_t			 started_at;	/* wall clock, ms */
 	struct flight		*f;
 };
@@ -196,6 +197,7 @@ struct deliver {
 	int			 input_open;
 	int			 progress;
 	int64_t			 last_progress, started;
+	int64_t			 last_scan;	/* stale_ready's */
 	/* What happened. */
 	int64_t			 sent, delivered, failed, rejected, skipped;
 	int64_t			 lost;
@@ -949,6 +951,64 @@ start_ready(struct deliver *d, struct whk_err *err)
 }
 
 /*
+ * Claims waiting for a slot whose lease grew short (their endpoint's
+ * requests ran long, its timeout grew, the whole was busy): given back
+ * and claimed again before they could run out, at most once a second.
+ */
+static int
+stale_ready(struct deliver *d)
+{
+	int64_t now = whk_now_ms(), mono = whk_mono_ms();
+	struct job *j, **pj, *found;
+	size_t k;
+
+	if (d->ready == 0 || stop || d->closing || mono - d->last_scan < 1000)
+		return 0;
+	d->last_scan = mono;
+	for (k = 0; k < d->neps; k++) {
+		struct dep *ep = d->eps[k];
+
+		if (ep->gone || ep->ready == 0)
+			continue;
+		found = NULL;
+		for (pj = &ep->rhead; (j = *pj) != NULL; ) {
+			if (j->lease - now >= ep->e.timeout_ms +
+			    LEASE_MARGIN_MS / 2) {
+				pj = &j->next;
+				continue;
+			}
+			*pj = j->next;
+			ep->ready--;
+			d->ready--;
+			j->next = found;	/* the newest first */
+			found = j;
+		}
+		for (ep->rtail = NULL, j = ep->rhead; j; j = j->next)
+			ep->rtail = j;
+		/* Each goes first in the queue: the oldest ends first. */
+		while ((j = found) != NULL) {
+			found = j->next;
+			if (reclaim(d, j) == -1)
+				return -1;
+		}
+	}
+	return 0;
+}
+
+/*
+ * A webhook left as it is because its endpoint is disabled: should it be
+ * enabled again while --pending runs, it is read again.
+ */
+static void
+left(struct dep *ep, const struct job *j)
+{
+	if (j->w.seq <= ep->after) {
+		ep->after = j->w.seq - 1;
+		ep->drained = 0;
+	}
+}
+
+/*
  * Claims not to be started, to give back: all of them when stopping,
  * else those of endpoints disabled meanwhile.
  */
@@ -970,8 +1030,10 @@ to_release(struct deliver *d)
 				ep->rtail = NULL;
 			ep->ready--;
 			d->ready--;
-			if (ep->gone)
+			if (ep->gone) {
 				d->skipped++;
+				left(ep, j);
+			}
 			j->next = list;
 			list = j;
 		}
@@ -1051,6 +1113,7 @@ plan(struct deliver *d)
 				/* Left pending for when it is enabled. */
 				while ((j = dequeue(d, ep)) != NULL) {
 					d->skipped++;
+					left(ep, j);
 					job_put(d, j);
 				}
 				continue;
@@ -1067,7 +1130,7 @@ plan(struct deliver *d)
 			 * k claims of its endpoint before it, once k /
 			 * concurrency requests each ran their timeout.
 			 */
-			j->lease = whk_now_ms() + ep->e.timeout_ms * (int64_t)(1 +
+			j->lease_for = ep->e.timeout_ms * (int64_t)(1 +
 			    (ep->inflight + ep->ready) / (size_t)ep->e.concurrency) +
 			    LEASE_MARGIN_MS;
 			if (ep->e.rate > 0)
@@ -1149,6 +1212,7 @@ txn_run(struct deliver *d, struct txn *t)
 {
 	struct job *j, *rest = t->claims, **keep = &t->claims, **tail;
 	struct job **rej = &t->rejects;
+	int64_t now;
 	int rc;
 
 	t->rc = -1;
@@ -1164,7 +1228,10 @@ txn_run(struct deliver *d, struct txn *t)
 		if (whk_store_webhook_release(d->store, j->w.seq, d->owner,
 		    &t->err) == -1)
 			goto fail;
+	/* Counted from now: the write lock may have been long in coming. */
+	now = whk_now_ms();
 	while ((j = rest) != NULL) {
+		j->lease = now + j->lease_for;
 		if ((rc = whk_store_webhook_claim(d->store, j->w.seq,
 		    d->owner, j->lease, &j->w, &t->err)) == -1)
 			goto fail;
@@ -1375,10 +1442,15 @@ absorb(struct deliver *d, struct whk_err *err)
 	d->delivered += t->delivered;
 	d->failed += t->failed;
 	d->skipped += t->skipped;
-	/* Once: an endpoint enabled again later is sent to again. */
+	/*
+	 * Once, and only if the disabling was committed: an endpoint
+	 * enabled again later is sent to again, and a 410 whose transaction
+	 * failed disables it when it is recorded again.
+	 */
 	for (k = 0; k < d->neps; k++)
 		if (d->eps[k]->disabling) {
-			d->eps[k]->gone = 1;
+			if (t->rc != -1)
+				d->eps[k]->gone = 1;
 			d->eps[k]->disabling = 0;
 		}
 	for (j = t->rejects; j; j = next) {
@@ -1530,6 +1602,10 @@ run(struct deliver *d, struct whk_err *err)
 			if (endpoints_check(d, err) == -1 ||
 			    take_input(d, &lines, err) == -1) {
 				rc = -1;
+				break;
+			}
+			if (stale_ready(d) == -1) {
+				rc = oom(err);
 				break;
 			}
 			(void)hand(d, 0);

@@ -263,10 +263,12 @@ whk_http_start(struct whk_http *h, struct whk_http_req *r,
 		 */
 		if ((ca = getenv("CURL_CA_BUNDLE")) != NULL && *ca)
 			curl_easy_setopt(c, CURLOPT_CAINFO, ca);
-		else if ((ca = getenv("SSL_CERT_FILE")) != NULL && *ca)
-			curl_easy_setopt(c, CURLOPT_CAINFO, ca);
-		if ((ca = getenv("SSL_CERT_DIR")) != NULL && *ca)
-			curl_easy_setopt(c, CURLOPT_CAPATH, ca);
+		else {
+			if ((ca = getenv("SSL_CERT_FILE")) != NULL && *ca)
+				curl_easy_setopt(c, CURLOPT_CAINFO, ca);
+			if ((ca = getenv("SSL_CERT_DIR")) != NULL && *ca)
+				curl_easy_setopt(c, CURLOPT_CAPATH, ca);
+		}
 		curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 		curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, pre_request);
 		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);

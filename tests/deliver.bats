@@ -566,6 +566,26 @@ silent|1|failed|1|failed|1|1|1"
 	assert_output $' 3 /ok\n 1 /status/410'
 }
 
+@test "410 Gone during --pending: enabled again while the run goes on, every one of its webhooks is sent by that run" {
+	receiver_start
+	ep gone /status/410 --concurrency 1
+	ep busy '/slow?ms=300' --concurrency 1
+	hooks gone 4 >/dev/null
+	hooks busy 12 >/dev/null
+	whk-deliver --pending </dev/null >out 2>err 3>&- &
+	pid=$!
+	wait_sql "SELECT disabled_at IS NOT NULL FROM endpoints WHERE name = 'gone'" 1
+	whk-endpoint set gone --url "$RECEIVER/ok" >/dev/null
+	whk-endpoint enable gone >/dev/null
+	status=0
+	wait "$pid" || status=$?
+	assert_equal "$status" 1
+	run eval "jq -r 'select(.endpoint == \"gone\") | .status' out | sort | uniq -c | tr -s ' '"
+	assert_output $' 3 200\n 1 410'
+	run sql "SELECT state, count(*) FROM webhooks GROUP BY 1 ORDER BY 1"
+	assert_output $'delivered|15\nfailed|1'
+}
+
 @test "Retry-After on 429 and 503 is recorded (retry_after, not_before) and heeded when whk-retry schedules; other statuses ignore it" {
 	receiver_start
 	ep slowdown '/retry-after?s=120&status=429'
@@ -1203,6 +1223,31 @@ whk-deliver: line 7: not a JSON object but array"
 	# Nothing was sent twice, nor given back and lost.
 	run eval 'received | jq -r .id | sort | uniq -d'
 	assert_output ""
+}
+
+@test "claims waiting in reserve are claimed again, before they could run out, when their endpoint's timeout grows while its slot is busy" {
+	receiver_start
+	ep s '/slow?ms=6000' --timeout 7s --concurrency 1
+	hooks s 8 >recs
+	whk-deliver <recs >out 2>err 3>&- &
+	pid=$!
+	# One answered: one in flight now, and claims in reserve behind it,
+	# leased for a 7 s timeout each.
+	wait_sql "SELECT count(*) FROM attempts" 1
+	wait_sql "SELECT count(*) > 2 FROM webhooks WHERE lease_owner IS NOT NULL" 1
+	whk-endpoint set s --timeout 60s >/dev/null
+	# Within two seconds (a reload, a look at the claims), while the slot
+	# is still busy: every claim waiting has a lease for 60 s and 15 s
+	# more; only the one in flight keeps its own.
+	sleep 2.5
+	now=$(($(date +%s) * 1000))
+	run sql "SELECT count(*) - 1 = sum(lease_until >= $now + 75000)
+	    FROM webhooks WHERE lease_owner IS NOT NULL"
+	answered=$(received | wc -l)
+	kill -9 "$pid"
+	wait "$pid" || true
+	assert_output 1
+	assert_equal "$answered" 1
 }
 
 @test "kill -9 mid-flight: --pending sends what was never sent; what was in flight stays leased until the lease runs out, then --pending sends it again; nothing lost" {
