@@ -817,9 +817,7 @@ silent|1|failed|1|failed|1|1|1"
 @test "https: the receiver's certificate is verified, against CURL_CA_BUNDLE or SSL_CERT_FILE when given; HTTP/2 where the receiver offers it" {
 	# Only the system's authorities, unless a step below says otherwise.
 	unset CURL_CA_BUNDLE SSL_CERT_FILE SSL_CERT_DIR
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	    -keyout key.pem -out cert.pem -subj /CN=127.0.0.1 \
-	    -addext subjectAltName=IP:127.0.0.1 -days 2 2>/dev/null
+	selfsigned .
 	mkdir www
 	: >www/hook
 	port=$(free_port)
@@ -827,10 +825,7 @@ silent|1|failed|1|failed|1|1|1"
 	nghttpd --echo-upload -v -d www "$port" key.pem cert.pem \
 	    </dev/null >h2.log 2>&1 3>&- &
 	echo "$!" >>"$BATS_TEST_TMPDIR/receivers"
-	for i in $(seq 200); do
-		(exec 4<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-		sleep 0.05
-	done
+	wait_port "$port"
 	whk-endpoint add h "https://127.0.0.1:$port/hook" --allow-private \
 	    --tenant h >/dev/null
 	# A certificate nobody vouches for: failed, nothing sent over it.
@@ -862,9 +857,7 @@ silent|1|failed|1|failed|1|1|1"
 
 @test "endpoints reloaded while a request is still connecting: the request keeps its headers whole" {
 	unset CURL_CA_BUNDLE SSL_CERT_FILE SSL_CERT_DIR
-	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
-	    -keyout key.pem -out cert.pem -subj /CN=127.0.0.1 \
-	    -addext subjectAltName=IP:127.0.0.1 -days 2 2>/dev/null
+	selfsigned .
 	port=$(free_port)
 	# A TLS server that takes 2.5 s to shake hands, then logs the
 	# request's head and answers 200.
@@ -897,10 +890,7 @@ s.listen(8)
 while True:
     threading.Thread(target=serve, args=(s.accept()[0],), daemon=True).start()' "$port" cert.pem key.pem slow.log </dev/null >slow.err 2>&1 3>&- &
 	echo "$!" >>"$BATS_TEST_TMPDIR/receivers"
-	for i in $(seq 200); do
-		(exec 4<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && break
-		sleep 0.05
-	done
+	wait_port "$port"
 	whk-endpoint add s "https://127.0.0.1:$port/hook" --allow-private \
 	    --tenant s --header 'X-Token: abcdef0123456789' \
 	    --header 'X-Other: two' >/dev/null

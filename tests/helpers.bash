@@ -150,6 +150,27 @@ leased() {
 	    OR lease_owner IS NOT NULL"
 }
 
+# selfsigned DIR: a key and a self-signed certificate for 127.0.0.1, in
+# DIR/key.pem and DIR/cert.pem.
+selfsigned() {
+	openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 \
+	    -nodes -days 1 -subj /CN=127.0.0.1 \
+	    -addext subjectAltName=IP:127.0.0.1 -keyout "$1/key.pem" \
+	    -out "$1/cert.pem" 2>"$1/req.err" ||
+	    { cat "$1/req.err" >&2; return 1; }
+}
+
+# wait_port PORT: wait up to 10 s until something listens on loopback PORT.
+wait_port() {
+	local i
+	for i in $(seq 200); do
+		(exec 4<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+		sleep 0.05
+	done
+	echo "nothing listens on port $1" >&2
+	return 1
+}
+
 # free_port: a loopback TCP port nobody listens on.
 free_port() {
 	py -c 'import socket
