@@ -958,13 +958,15 @@ start_ready(struct deliver *d, struct whk_err *err)
 static int
 stale_ready(struct deliver *d)
 {
-	int64_t now = whk_now_ms(), mono = whk_mono_ms();
 	struct job *j, **pj, *found;
+	int64_t now;
 	size_t k;
 
-	if (d->ready == 0 || stop || d->closing || mono - d->last_scan < 1000)
+	if (d->ready == 0 || stop || d->closing ||
+	    whk_mono_ms() - d->last_scan < 1000)
 		return 0;
-	d->last_scan = mono;
+	d->last_scan = whk_mono_ms();
+	now = whk_now_ms();
 	for (k = 0; k < d->neps; k++) {
 		struct dep *ep = d->eps[k];
 
