@@ -876,11 +876,21 @@ launch(struct deliver *d, struct job *j, struct whk_err *err)
 }
 
 /*
- * A claim whose lease would not outlive its request by half the margin
- * (its endpoint's timeout grew, or its concurrency shrank, since the
- * claim) is not sent: another deliverer could take it over mid-flight.
- * It is given back and claimed again, first in its endpoint's queue,
- * with a lease for the endpoint as it is now.
+ * Would the claim's lease no longer outlive a request started now by
+ * half the margin?  (Its endpoint's timeout grew, or its concurrency
+ * shrank, or the slots stayed busy longer than its place promised.)
+ * Then it is not sent, since another deliverer could take it over
+ * mid-flight.
+ */
+static int
+lease_short(const struct job *j, int64_t now)
+{
+	return j->lease - now < j->ep->e.timeout_ms + LEASE_MARGIN_MS / 2;
+}
+
+/*
+ * A claim whose lease is short is given back and claimed again, first in
+ * its endpoint's queue, with a lease for the endpoint as it is now.
  */
 static int
 reclaim(struct deliver *d, struct job *j)
@@ -913,11 +923,15 @@ static int
 start_ready(struct deliver *d, struct whk_err *err)
 {
 	size_t k, running = whk_http_running(d->http);
+	int64_t now;
 	struct job *j;
 	int progress = 1;
 
 	if (stop)
 		return 0;	/* what is in reserve is given back instead */
+	if (d->ready == 0)
+		return 0;
+	now = whk_now_ms();
 	while (progress && d->ready > 0 && running < d->concurrency) {
 		progress = 0;
 		for (k = 0; k < d->neps && running < d->concurrency; k++) {
@@ -931,8 +945,7 @@ start_ready(struct deliver *d, struct whk_err *err)
 			j->next = NULL;
 			ep->ready--;
 			d->ready--;
-			if (j->lease - whk_now_ms() < ep->e.timeout_ms +
-			    LEASE_MARGIN_MS / 2) {
+			if (lease_short(j, now)) {
 				if (reclaim(d, j) == -1)
 					return oom(err);
 				progress = 1;
@@ -974,8 +987,7 @@ stale_ready(struct deliver *d)
 			continue;
 		found = NULL;
 		for (pj = &ep->rhead; (j = *pj) != NULL; ) {
-			if (j->lease - now >= ep->e.timeout_ms +
-			    LEASE_MARGIN_MS / 2) {
+			if (!lease_short(j, now)) {
 				pj = &j->next;
 				continue;
 			}

@@ -96,6 +96,7 @@ struct whk_http {
 	size_t		 running;
 	struct whk_http_req *inflight;	/* started, not finished */
 	struct whk_http_req *done;	/* finished, not yet taken */
+	const char	*cainfo, *capath;	/* NULL: the system's */
 };
 
 /* An address a request may not reach: say which, and refuse. */
@@ -211,6 +212,15 @@ whk_http_new(size_t max_connections, struct whk_err *err)
 	curl_multi_setopt(h->multi, CURLMOPT_MAXCONNECTS,
 	    (long)(max_connections > 0 ? max_connections : 64));
 	curl_multi_setopt(h->multi, CURLMOPT_PIPELINING, CURLPIPE_MULTIPLEX);
+	/*
+	 * The certificate authorities curl(1) would trust: receivers on a
+	 * private PKI are common, and every deliverer in cron would
+	 * otherwise need a changed system store.
+	 */
+	if ((h->cainfo = getenv("CURL_CA_BUNDLE")) == NULL || !*h->cainfo) {
+		h->cainfo = getenv("SSL_CERT_FILE");
+		h->capath = getenv("SSL_CERT_DIR");
+	}
 	return h;
 }
 
@@ -226,7 +236,6 @@ whk_http_start(struct whk_http *h, struct whk_http_req *r,
 {
 	static char expect[] = "Expect:";
 	struct curl_slist *l = NULL;
-	const char *ca;
 	CURL *c;
 	size_t i, n;
 
@@ -256,19 +265,10 @@ whk_http_start(struct whk_http *h, struct whk_http_req *r,
 		curl_easy_setopt(c, CURLOPT_TCP_KEEPALIVE, 1L);
 		curl_easy_setopt(c, CURLOPT_HTTP_VERSION,
 		    (long)CURL_HTTP_VERSION_2TLS);
-		/*
-		 * The certificate authorities curl(1) would trust: receivers
-		 * on a private PKI are common, and every deliverer in cron
-		 * would otherwise need a changed system store.
-		 */
-		if ((ca = getenv("CURL_CA_BUNDLE")) != NULL && *ca)
-			curl_easy_setopt(c, CURLOPT_CAINFO, ca);
-		else {
-			if ((ca = getenv("SSL_CERT_FILE")) != NULL && *ca)
-				curl_easy_setopt(c, CURLOPT_CAINFO, ca);
-			if ((ca = getenv("SSL_CERT_DIR")) != NULL && *ca)
-				curl_easy_setopt(c, CURLOPT_CAPATH, ca);
-		}
+		if (h->cainfo && *h->cainfo)
+			curl_easy_setopt(c, CURLOPT_CAINFO, h->cainfo);
+		if (h->capath && *h->capath)
+			curl_easy_setopt(c, CURLOPT_CAPATH, h->capath);
 		curl_easy_setopt(c, CURLOPT_OPENSOCKETFUNCTION, open_socket);
 		curl_easy_setopt(c, CURLOPT_PREREQFUNCTION, pre_request);
 		curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);

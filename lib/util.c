@@ -703,6 +703,14 @@ v4_private(uint32_t a)
 	    (a >> 17) == (0xc612 >> 1) || (a >> 28) >= 0xe;
 }
 
+/* The IPv4 address at p, in network order. */
+static uint32_t
+v4_at(const unsigned char *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 |
+	    (uint32_t)p[2] << 8 | p[3];
+}
+
 static int
 v6_private(const unsigned char *b)
 {
@@ -711,8 +719,7 @@ v6_private(const unsigned char *b)
 	static const unsigned char nat64[12] =
 	    { 0, 0x64, 0xff, 0x9b, 0, 0, 0, 0, 0, 0, 0, 0 };
 	static const unsigned char zero[12];
-	uint32_t v4 = (uint32_t)b[12] << 24 | (uint32_t)b[13] << 16 |
-	    (uint32_t)b[14] << 8 | b[15];
+	uint32_t v4 = v4_at(b + 12);
 
 	if (memcmp(b, mapped, 12) == 0 || memcmp(b, nat64, 12) == 0 ||
 	    memcmp(b, zero, 12) == 0)	/* mapped, NAT64, compatible, ::1 */
@@ -723,12 +730,10 @@ v6_private(const unsigned char *b)
 		return v4_private(v4);
 	/* 6to4 (2002::/16): the IPv4 address after the prefix. */
 	if (b[0] == 0x20 && b[1] == 0x02)
-		return v4_private((uint32_t)b[2] << 24 | (uint32_t)b[3] << 16 |
-		    (uint32_t)b[4] << 8 | b[5]);
+		return v4_private(v4_at(b + 2));
 	/* Teredo (2001::/32): the server's, and the client's inverted. */
 	if (b[0] == 0x20 && b[1] == 0x01 && b[2] == 0 && b[3] == 0)
-		return v4_private((uint32_t)b[4] << 24 | (uint32_t)b[5] << 16 |
-		    (uint32_t)b[6] << 8 | b[7]) || v4_private(~v4);
+		return v4_private(v4_at(b + 4)) || v4_private(~v4);
 	/* Local-use NAT64 (64:ff9b:1::/48) reaches what the site maps. */
 	if (memcmp(b, nat64, 4) == 0 && b[4] == 0 && b[5] == 1)
 		return 1;
